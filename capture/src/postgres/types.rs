@@ -1,0 +1,621 @@
+//! PostgreSQL types: what each OID is, and how its text form becomes a [`Value`].
+//!
+//! The replication session runs with `DateStyle=ISO`, `TimeZone=UTC`, `IntervalStyle=iso_8601`,
+//! `extra_float_digits=3` and `bytea_output=hex` (see the connection's startup parameters), so
+//! every text form parsed here is the unambiguous one. Types ordo does not know pass through as
+//! [`Value::Text`] with their type name in the schema.
+
+use std::collections::HashMap;
+
+use ordo_kcop::value::{Date, Decimal, Interval, Time, Timestamp, ZoneOffset, parse_uuid};
+use ordo_kcop::{BitString, ColumnKind, Value};
+
+/// How to decode a type's text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgType {
+    /// bool
+    Bool,
+    /// int2, int4, int8, oid
+    Int(u8),
+    /// float4
+    Float4,
+    /// float8
+    Float8,
+    /// numeric
+    Numeric,
+    /// money (lc_monetary C form, `$1,234.56`)
+    Money,
+    /// text, varchar, bpchar, name, char, and pass-through types
+    Text,
+    /// bytea (hex output)
+    Bytea,
+    /// date
+    Date,
+    /// time
+    Time,
+    /// timetz
+    TimeTz,
+    /// timestamp
+    Timestamp,
+    /// timestamptz
+    TimestampTz,
+    /// interval
+    Interval,
+    /// json, jsonb
+    Json,
+    /// uuid
+    Uuid,
+    /// bit, varbit
+    Bits,
+    /// An enum type.
+    Enum,
+    /// Array of the element type.
+    Array(Box<PgType>),
+    /// Anything else: text.
+    Other,
+}
+
+/// A resolved type: how to decode it and its display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// Decoder.
+    pub ty: PgType,
+    /// Type name as `format_type` would print it without modifiers, e.g. `numeric`.
+    pub name: String,
+    /// Enum labels, for enums.
+    pub labels: Vec<String>,
+}
+
+/// The built-in types by OID, and array types of them.
+pub fn builtin(oid: u32) -> Option<TypeInfo> {
+    let (ty, name) = match oid {
+        16 => (PgType::Bool, "boolean"),
+        21 => (PgType::Int(16), "smallint"),
+        23 => (PgType::Int(32), "integer"),
+        20 => (PgType::Int(64), "bigint"),
+        26 => (PgType::Int(64), "oid"),
+        700 => (PgType::Float4, "real"),
+        701 => (PgType::Float8, "double precision"),
+        1700 => (PgType::Numeric, "numeric"),
+        790 => (PgType::Money, "money"),
+        25 => (PgType::Text, "text"),
+        1043 => (PgType::Text, "character varying"),
+        1042 => (PgType::Text, "character"),
+        19 => (PgType::Text, "name"),
+        18 => (PgType::Text, "\"char\""),
+        17 => (PgType::Bytea, "bytea"),
+        1082 => (PgType::Date, "date"),
+        1083 => (PgType::Time, "time without time zone"),
+        1266 => (PgType::TimeTz, "time with time zone"),
+        1114 => (PgType::Timestamp, "timestamp without time zone"),
+        1184 => (PgType::TimestampTz, "timestamp with time zone"),
+        1186 => (PgType::Interval, "interval"),
+        114 => (PgType::Json, "json"),
+        3802 => (PgType::Json, "jsonb"),
+        2950 => (PgType::Uuid, "uuid"),
+        1560 => (PgType::Bits, "bit"),
+        1562 => (PgType::Bits, "bit varying"),
+        869 => (PgType::Other, "inet"),
+        650 => (PgType::Other, "cidr"),
+        829 => (PgType::Other, "macaddr"),
+        774 => (PgType::Other, "macaddr8"),
+        142 => (PgType::Other, "xml"),
+        _ => return builtin_array(oid),
+    };
+    Some(TypeInfo {
+        ty,
+        name: name.to_owned(),
+        labels: Vec::new(),
+    })
+}
+
+fn builtin_array(oid: u32) -> Option<TypeInfo> {
+    let elem = match oid {
+        1000 => 16,
+        1005 => 21,
+        1007 => 23,
+        1016 => 20,
+        1028 => 26,
+        1021 => 700,
+        1022 => 701,
+        1231 => 1700,
+        791 => 790,
+        1009 => 25,
+        1015 => 1043,
+        1014 => 1042,
+        1003 => 19,
+        1001 => 17,
+        1182 => 1082,
+        1183 => 1083,
+        1270 => 1266,
+        1115 => 1114,
+        1185 => 1184,
+        1187 => 1186,
+        199 => 114,
+        3807 => 3802,
+        2951 => 2950,
+        1561 => 1560,
+        1563 => 1562,
+        1041 => 869,
+        651 => 650,
+        1040 => 829,
+        _ => return None,
+    };
+    let e = builtin(elem)?;
+    Some(TypeInfo {
+        ty: PgType::Array(Box::new(e.ty)),
+        name: format!("{}[]", e.name),
+        labels: Vec::new(),
+    })
+}
+
+/// The type name with its modifier, like `format_type(oid, typmod)`.
+pub fn display_name(info: &TypeInfo, oid: u32, typmod: i32) -> String {
+    if typmod < 0 {
+        return info.name.clone();
+    }
+    match oid {
+        1700 => {
+            let m = typmod - 4;
+            format!("numeric({},{})", (m >> 16) & 0xffff, m & 0xffff)
+        }
+        1043 | 1042 => format!("{}({})", info.name, typmod - 4),
+        1560 | 1562 => format!("{}({typmod})", info.name),
+        1083 | 1266 | 1114 | 1184 => {
+            let (base, zone) = info
+                .name
+                .split_once(" with")
+                .map_or((info.name.as_str(), ""), |(b, _)| (b, ""));
+            let _ = zone;
+            let suffix = &info.name[base.len()..];
+            format!("{base}({typmod}){suffix}")
+        }
+        _ => info.name.clone(),
+    }
+}
+
+/// The model's column kind for a type.
+pub fn column_kind(info: &TypeInfo, oid: u32, typmod: i32) -> ColumnKind {
+    kind_of(
+        &info.ty,
+        &info.labels,
+        if oid == 1700 { typmod } else { -1 },
+    )
+}
+
+fn kind_of(ty: &PgType, labels: &[String], numeric_mod: i32) -> ColumnKind {
+    match ty {
+        PgType::Bool => ColumnKind::Bool,
+        PgType::Int(bits) => ColumnKind::Int(*bits),
+        PgType::Float4 => ColumnKind::Float32,
+        PgType::Float8 => ColumnKind::Float64,
+        PgType::Numeric if numeric_mod >= 4 => {
+            let m = numeric_mod - 4;
+            ColumnKind::Decimal {
+                precision: Some(((m >> 16) & 0xffff) as u32),
+                scale: Some((m & 0xffff) as u32),
+            }
+        }
+        PgType::Numeric => ColumnKind::Decimal {
+            precision: None,
+            scale: None,
+        },
+        PgType::Money => ColumnKind::Decimal {
+            precision: None,
+            scale: Some(2),
+        },
+        PgType::Text | PgType::Other => ColumnKind::Text,
+        PgType::Bytea => ColumnKind::Bytes,
+        PgType::Date => ColumnKind::Date,
+        PgType::Time => ColumnKind::Time,
+        PgType::TimeTz => ColumnKind::TimeTz,
+        PgType::Timestamp => ColumnKind::Timestamp,
+        PgType::TimestampTz => ColumnKind::TimestampTz,
+        PgType::Interval => ColumnKind::Interval,
+        PgType::Json => ColumnKind::Json,
+        PgType::Uuid => ColumnKind::Uuid,
+        PgType::Bits => ColumnKind::Bits,
+        PgType::Enum => ColumnKind::Enum(labels.to_vec()),
+        PgType::Array(e) => ColumnKind::Array(Box::new(kind_of(e, labels, -1))),
+    }
+}
+
+/// A text form that does not parse as its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read a {ty} value from `{text}`")]
+pub struct DecodeError {
+    /// Type name.
+    pub ty: &'static str,
+    /// The text (truncated).
+    pub text: String,
+}
+
+fn bad(ty: &'static str, text: &str) -> DecodeError {
+    DecodeError {
+        ty,
+        text: text.chars().take(64).collect(),
+    }
+}
+
+/// Decode one value's text form.
+///
+/// # Errors
+/// When the text is not a valid value of the type (a server/ordo mismatch, never user data).
+pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, DecodeError> {
+    Ok(match ty {
+        PgType::Bool => Value::Bool(text == "t"),
+        PgType::Int(_) => Value::Int(text.parse().map_err(|_| bad("integer", text))?),
+        PgType::Float4 => Value::Float32(
+            parse_float(text)
+                .map(|f| f as f32)
+                .ok_or_else(|| bad("real", text))?,
+        ),
+        PgType::Float8 => {
+            Value::Float64(parse_float(text).ok_or_else(|| bad("double precision", text))?)
+        }
+        PgType::Numeric => Value::Decimal(text.parse().map_err(|_| bad("numeric", text))?),
+        PgType::Money => Value::Decimal(parse_money(text).ok_or_else(|| bad("money", text))?),
+        PgType::Text | PgType::Other => Value::Text(text.to_owned()),
+        PgType::Enum => Value::Enum(text.to_owned()),
+        PgType::Bytea => Value::Bytes(parse_bytea(text).ok_or_else(|| bad("bytea", text))?),
+        PgType::Date => Value::Date(parse_date(text).ok_or_else(|| bad("date", text))?),
+        PgType::Time => Value::Time(text.parse().map_err(|_| bad("time", text))?),
+        PgType::TimeTz => {
+            let (t, z) = parse_timetz(text).ok_or_else(|| bad("time with time zone", text))?;
+            Value::TimeTz(t, z)
+        }
+        PgType::Timestamp => {
+            Value::Timestamp(parse_timestamp(text, false).ok_or_else(|| bad("timestamp", text))?)
+        }
+        PgType::TimestampTz => Value::TimestampTz(
+            parse_timestamp(text, true).ok_or_else(|| bad("timestamp with time zone", text))?,
+        ),
+        PgType::Interval => {
+            Value::Interval(parse_interval(text).ok_or_else(|| bad("interval", text))?)
+        }
+        PgType::Json => Value::Json(text.to_owned()),
+        PgType::Uuid => Value::Uuid(parse_uuid(text).map_err(|_| bad("uuid", text))?),
+        PgType::Bits => Value::Bits(
+            text.parse::<BitString>()
+                .map_err(|_| bad("bit string", text))?,
+        ),
+        PgType::Array(elem) => parse_array(elem, text)?,
+    })
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => text.parse().ok(),
+    }
+}
+
+fn parse_money(text: &str) -> Option<Decimal> {
+    let neg = text.starts_with('-') || text.starts_with('(');
+    let digits: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let s = if neg { format!("-{digits}") } else { digits };
+    s.parse().ok()
+}
+
+fn parse_bytea(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text.strip_prefix("\\x")?).ok()
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DD BC`, `infinity`, `-infinity`.
+fn parse_date(text: &str) -> Option<Date> {
+    match text.strip_suffix(" BC") {
+        Some(d) => {
+            let parsed: Date = d.parse().ok()?;
+            let (y, m, day) = parsed.ymd();
+            Date::from_ymd(1 - y, m, day)
+        }
+        None => text.parse().ok(),
+    }
+}
+
+/// Split a trailing UTC offset (`+HH`, `-HH:MM`, `+HH:MM:SS`) off a time text.
+fn split_offset(text: &str) -> Option<(&str, ZoneOffset)> {
+    let at = text.rfind(['+', '-'])?;
+    let (t, z) = text.split_at(at);
+    let sign = if z.starts_with('-') { -1 } else { 1 };
+    let mut parts = z[1..].split(':');
+    let h: i32 = parts.next()?.parse().ok()?;
+    let m: i32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    let s: i32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    Some((t, ZoneOffset(sign * (h * 3600 + m * 60 + s))))
+}
+
+fn parse_timetz(text: &str) -> Option<(Time, ZoneOffset)> {
+    let (t, z) = split_offset(text)?;
+    Some((t.parse().ok()?, z))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f][+HH[:MM]][ BC]`; with `tz`, the offset is applied to get UTC.
+fn parse_timestamp(text: &str, tz: bool) -> Option<Timestamp> {
+    match text {
+        "infinity" => return Some(Timestamp::INFINITY),
+        "-infinity" => return Some(Timestamp::NEG_INFINITY),
+        _ => {}
+    }
+    let (body, bc) = match text.strip_suffix(" BC") {
+        Some(b) => (b, true),
+        None => (text, false),
+    };
+    let (date_text, time_text) = body.split_once(' ')?;
+    let (time_text, offset) = if tz {
+        split_offset(time_text)?
+    } else {
+        (time_text, ZoneOffset(0))
+    };
+    let mut date = parse_date(date_text)?;
+    if bc {
+        let (y, m, d) = date.ymd();
+        date = Date::from_ymd(1 - y, m, d)?;
+    }
+    let time: Time = time_text.parse().ok()?;
+    let local = Timestamp::from_parts(date, time);
+    Some(Timestamp(local.0 - i64::from(offset.0) * 1_000_000))
+}
+
+/// ISO 8601 interval (`IntervalStyle=iso_8601`): `P1Y2M3DT4H5M6.5S`, fields may be negative.
+fn parse_interval(text: &str) -> Option<Interval> {
+    let body = text.strip_prefix('P')?;
+    let (date_part, time_part) = body.split_once('T').unwrap_or((body, ""));
+    let mut iv = Interval {
+        months: 0,
+        days: 0,
+        micros: 0,
+    };
+    for (num, unit) in iso_fields(date_part)? {
+        let n: i32 = num.parse().ok()?;
+        match unit {
+            'Y' => iv.months = iv.months.checked_add(n.checked_mul(12)?)?,
+            'M' => iv.months = iv.months.checked_add(n)?,
+            'W' => iv.days = iv.days.checked_add(n.checked_mul(7)?)?,
+            'D' => iv.days = iv.days.checked_add(n)?,
+            _ => return None,
+        }
+    }
+    for (num, unit) in iso_fields(time_part)? {
+        let micros = match unit {
+            'H' => num.parse::<i64>().ok()?.checked_mul(3_600_000_000)?,
+            'M' => num.parse::<i64>().ok()?.checked_mul(60_000_000)?,
+            'S' => seconds_to_micros(num)?,
+            _ => return None,
+        };
+        iv.micros = iv.micros.checked_add(micros)?;
+    }
+    Some(iv)
+}
+
+fn iso_fields(s: &str) -> Option<Vec<(&str, char)>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if c.is_ascii_alphabetic() {
+            if i == start {
+                return None;
+            }
+            out.push((&s[start..i], c));
+            start = i + 1;
+        }
+    }
+    (start == s.len()).then_some(out)
+}
+
+fn seconds_to_micros(num: &str) -> Option<i64> {
+    let neg = num.starts_with('-');
+    let body = num.trim_start_matches('-');
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if frac.len() > 6 {
+        return None;
+    }
+    let mut micros = int.parse::<i64>().ok()?.checked_mul(1_000_000)?;
+    if !frac.is_empty() {
+        micros += frac.parse::<i64>().ok()? * 10_i64.pow(6 - frac.len() as u32);
+    }
+    Some(if neg { -micros } else { micros })
+}
+
+/// Parse an array's text form: `{a,b,"c d",NULL,{nested}}`, optionally prefixed by bounds
+/// `[1:3]=`.
+fn parse_array(elem: &PgType, text: &str) -> Result<Value, DecodeError> {
+    let body = match text.find("={") {
+        Some(i) if text.starts_with('[') => &text[i + 1..],
+        _ => text,
+    };
+    let mut p = ArrayParser {
+        s: body.as_bytes(),
+        pos: 0,
+    };
+    let v = p.array(elem).ok_or_else(|| bad("array", text))?;
+    if p.pos != p.s.len() {
+        return Err(bad("array", text));
+    }
+    Ok(v)
+}
+
+struct ArrayParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl ArrayParser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn array(&mut self, elem: &PgType) -> Option<Value> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.pos += 1;
+        let mut items = Vec::new();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(Value::Array(items));
+        }
+        loop {
+            items.push(self.element(elem)?);
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Some(Value::Array(items));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn element(&mut self, elem: &PgType) -> Option<Value> {
+        match self.peek()? {
+            b'{' => self.array(elem),
+            b'"' => {
+                self.pos += 1;
+                let mut buf = Vec::new();
+                loop {
+                    match self.peek()? {
+                        b'\\' => {
+                            buf.push(*self.s.get(self.pos + 1)?);
+                            self.pos += 2;
+                        }
+                        b'"' => {
+                            self.pos += 1;
+                            break;
+                        }
+                        b => {
+                            buf.push(b);
+                            self.pos += 1;
+                        }
+                    }
+                }
+                decode_text(elem, std::str::from_utf8(&buf).ok()?).ok()
+            }
+            _ => {
+                let start = self.pos;
+                while !matches!(self.peek()?, b',' | b'}') {
+                    self.pos += 1;
+                }
+                let raw = std::str::from_utf8(&self.s[start..self.pos]).ok()?;
+                if raw == "NULL" {
+                    Some(Value::Null)
+                } else {
+                    decode_text(elem, raw).ok()
+                }
+            }
+        }
+    }
+}
+
+/// Types resolved so far: built-ins plus user types (enums, domains, arrays of them) looked up
+/// in the catalog when a relation uses them.
+#[derive(Debug, Default)]
+pub struct TypeCache {
+    user: HashMap<u32, TypeInfo>,
+}
+
+impl TypeCache {
+    /// The type for `oid`, if known (built-in or already looked up).
+    pub fn get(&self, oid: u32) -> Option<TypeInfo> {
+        builtin(oid).or_else(|| self.user.get(&oid).cloned())
+    }
+
+    /// Remember a user type.
+    pub fn insert(&mut self, oid: u32, info: TypeInfo) {
+        self.user.insert(oid, info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(ty: PgType, text: &str) -> Value {
+        decode_text(&ty, text).unwrap()
+    }
+
+    #[test]
+    fn timestamps_with_zone_become_utc() {
+        assert_eq!(
+            d(PgType::TimestampTz, "2024-05-01 12:00:00.5+02"),
+            Value::TimestampTz("2024-05-01T10:00:00.5".parse().unwrap())
+        );
+        assert_eq!(
+            d(PgType::Timestamp, "0044-03-15 12:00:00 BC").to_owned(),
+            Value::Timestamp("-0043-03-15T12:00:00".parse().unwrap())
+        );
+        assert_eq!(
+            d(PgType::TimestampTz, "infinity"),
+            Value::TimestampTz(Timestamp::INFINITY)
+        );
+    }
+
+    #[test]
+    fn intervals_parse_iso() {
+        assert_eq!(
+            d(PgType::Interval, "P1Y2M-3DT4H5M-6.25S"),
+            Value::Interval(Interval {
+                months: 14,
+                days: -3,
+                micros: 4 * 3_600_000_000 + 5 * 60_000_000 - 6_250_000
+            })
+        );
+        assert_eq!(
+            d(PgType::Interval, "PT0S"),
+            Value::Interval(Interval {
+                months: 0,
+                days: 0,
+                micros: 0
+            })
+        );
+    }
+
+    #[test]
+    fn arrays_nest_and_quote() {
+        let v = d(
+            PgType::Array(Box::new(PgType::Text)),
+            r#"{{a,"b,c"},{NULL,"d\"e"}}"#,
+        );
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Array(vec![Value::Text("a".into()), Value::Text("b,c".into())]),
+                Value::Array(vec![Value::Null, Value::Text("d\"e".into())]),
+            ])
+        );
+        assert_eq!(
+            d(PgType::Array(Box::new(PgType::Int(32))), "[0:1]={1,2}"),
+            Value::Array(vec![Value::Int(1), Value::Int(2)])
+        );
+    }
+
+    #[test]
+    fn money_and_numeric_stay_exact() {
+        assert_eq!(
+            d(PgType::Money, "-$1,234.56"),
+            Value::Decimal("-1234.56".parse().unwrap())
+        );
+        assert_eq!(
+            d(PgType::Numeric, "NaN"),
+            Value::Decimal("NaN".parse().unwrap())
+        );
+        assert_eq!(d(PgType::Bytea, "\\x00ff"), Value::Bytes(vec![0, 255]));
+    }
+
+    #[test]
+    fn type_names_carry_modifiers() {
+        let info = builtin(1700).unwrap();
+        assert_eq!(
+            display_name(&info, 1700, (10 << 16 | 2) + 4),
+            "numeric(10,2)"
+        );
+        let info = builtin(1184).unwrap();
+        assert_eq!(display_name(&info, 1184, 3), "timestamp(3) with time zone");
+    }
+}

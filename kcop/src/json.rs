@@ -1,0 +1,275 @@
+//! JSON encoding of values and rows, and the `json` format KCOP.
+//!
+//! Values map to JSON without loss: exact decimals are strings (`"12.50"`), binary is base64,
+//! 64-bit integers are numbers (JSON has no limit; consumers that parse into doubles should
+//! read them as strings), timestamps follow [`TimestampForm`]. Columns whose value was not sent
+//! ([`Value::Unchanged`], [`Value::NotInImage`]) are left out of the object, so a missing field
+//! means "not sent", never `null`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use crate::change::{Change, Op};
+use crate::kcop::{Kcop, KcopError, Operation};
+use crate::record::ProducerRecord;
+use crate::schema::TableSchema;
+use crate::value::{Timestamp, Value, format_uuid};
+
+/// How timestamps (and dates and times) appear in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampForm {
+    /// ISO 8601 text; `timestamptz` ends in `Z`.
+    #[default]
+    Iso,
+    /// Milliseconds since the epoch (dates: days since the epoch; times: microseconds).
+    EpochMillis,
+    /// Microseconds since the epoch (dates: days since the epoch; times: microseconds).
+    EpochMicros,
+}
+
+/// Writes JSON text into a byte buffer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonWriter {
+    /// Timestamp form.
+    pub timestamps: TimestampForm,
+}
+
+impl JsonWriter {
+    /// Write `s` as a JSON string.
+    pub fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(b'"');
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            if esc.is_empty() {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            } else {
+                out.extend_from_slice(esc);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.push(b'"');
+    }
+
+    /// Write one value. Markers must be filtered out by the caller; they are written as `null`.
+    pub fn value(&self, out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Null | Value::Unchanged | Value::NotInImage => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Value::UInt(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
+            Value::Float32(f) => float(out, f64::from(*f), f.is_finite(), || {
+                ryu::Buffer::new().format(*f).to_owned()
+            }),
+            Value::Float64(f) => float(out, *f, f.is_finite(), || {
+                ryu::Buffer::new().format(*f).to_owned()
+            }),
+            Value::Decimal(d) => Self::string(out, d.as_str()),
+            Value::Text(s) | Value::Enum(s) => Self::string(out, s),
+            Value::Json(s) => out.extend_from_slice(s.as_bytes()),
+            Value::Bytes(b) => {
+                out.push(b'"');
+                let mut text = String::new();
+                base64::engine::general_purpose::STANDARD.encode_string(b, &mut text);
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            }
+            Value::Uuid(u) => Self::string(out, &format_uuid(u)),
+            Value::Date(d) => match self.timestamps {
+                TimestampForm::Iso => Self::string(out, &d.to_string()),
+                _ => out.extend_from_slice(itoa::Buffer::new().format(d.0).as_bytes()),
+            },
+            Value::Time(t) => match self.timestamps {
+                TimestampForm::Iso => Self::string(out, &t.to_string()),
+                _ => out.extend_from_slice(itoa::Buffer::new().format(t.0).as_bytes()),
+            },
+            Value::TimeTz(t, z) => Self::string(out, &format!("{t}{z}")),
+            Value::Timestamp(ts) => self.timestamp(out, *ts, ""),
+            Value::TimestampTz(ts) => self.timestamp(out, *ts, "Z"),
+            Value::Interval(i) => Self::string(out, &i.to_string()),
+            Value::Bits(b) => Self::string(out, &b.to_string()),
+            Value::Array(items) => self.list(out, items.iter(), |w, o, v| w.value(o, v)),
+            Value::Set(items) => self.list(out, items.iter(), |_, o, s| Self::string(o, s)),
+        }
+    }
+
+    fn list<'v, T: 'v>(
+        &self,
+        out: &mut Vec<u8>,
+        items: impl Iterator<Item = &'v T>,
+        mut each: impl FnMut(&Self, &mut Vec<u8>, &T),
+    ) {
+        out.push(b'[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            each(self, out, item);
+        }
+        out.push(b']');
+    }
+
+    fn timestamp(&self, out: &mut Vec<u8>, ts: Timestamp, zone: &str) {
+        if !ts.is_finite() {
+            return Self::string(out, &ts.to_string());
+        }
+        match self.timestamps {
+            TimestampForm::Iso => {
+                out.push(b'"');
+                out.extend_from_slice(ts.to_string().as_bytes());
+                out.extend_from_slice(zone.as_bytes());
+                out.push(b'"');
+            }
+            TimestampForm::EpochMillis => {
+                out.extend_from_slice(itoa::Buffer::new().format(ts.as_millis()).as_bytes())
+            }
+            TimestampForm::EpochMicros => {
+                out.extend_from_slice(itoa::Buffer::new().format(ts.0).as_bytes())
+            }
+        }
+    }
+
+    /// Write the columns `cols` (indexes into `schema.columns`) of `row` as a JSON object,
+    /// leaving out columns whose value was not sent.
+    pub fn row(&self, out: &mut Vec<u8>, schema: &TableSchema, row: &[Value], cols: &[usize]) {
+        out.push(b'{');
+        let mut first = true;
+        for &i in cols {
+            let (Some(col), Some(v)) = (schema.columns.get(i), row.get(i)) else {
+                continue;
+            };
+            if v.is_marker() {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            Self::string(out, &col.name);
+            out.push(b':');
+            self.value(out, v);
+        }
+        out.push(b'}');
+    }
+}
+
+fn float(out: &mut Vec<u8>, f: f64, finite: bool, text: impl FnOnce() -> String) {
+    if finite {
+        out.extend_from_slice(text().as_bytes());
+    } else if f.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if f > 0.0 {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(b"\"-Infinity\"");
+    }
+}
+
+/// What a delete becomes on an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteMode {
+    /// The before image as the value (with the key).
+    #[default]
+    Image,
+    /// A record with the key and no value, for compacted topics.
+    Tombstone,
+}
+
+/// What a truncate becomes on an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TruncateMode {
+    /// A record with no key and an empty object value (the `ordo.optype` header says `t`).
+    #[default]
+    Record,
+    /// Nothing.
+    Skip,
+}
+
+/// The `json` format: key and value as JSON objects.
+///
+/// Value: the row image (after image for inserts, updates and snapshot reads; before image for
+/// deletes in [`DeleteMode::Image`]). With `envelope`, the value is
+/// `{"op":"u","before":{..}|null,"after":{..}|null}` instead, so updates keep their old image.
+#[derive(Debug, Clone)]
+pub struct JsonKcop {
+    /// Destination topic (already resolved for the table).
+    pub topic: Arc<str>,
+    /// Key columns (indexes); empty for no key.
+    pub key: Vec<usize>,
+    /// Columns in the value (indexes).
+    pub columns: Vec<usize>,
+    /// Delete handling.
+    pub deletes: DeleteMode,
+    /// Truncate handling.
+    pub truncate: TruncateMode,
+    /// Wrap images in an envelope with the op code and both images.
+    pub envelope: bool,
+    /// Value writer settings.
+    pub writer: JsonWriter,
+}
+
+impl JsonKcop {
+    fn key_bytes(&self, change: &Change) -> Option<Vec<u8>> {
+        if self.key.is_empty() {
+            return None;
+        }
+        let row = change.after.as_ref().or(change.before.as_ref())?;
+        let mut out = Vec::with_capacity(32);
+        self.writer.row(&mut out, &change.table, row, &self.key);
+        Some(out)
+    }
+
+    fn image(&self, out: &mut Vec<u8>, change: &Change, row: Option<&Vec<crate::Value>>) {
+        match row {
+            Some(r) => self.writer.row(out, &change.table, r, &self.columns),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn value_bytes(&self, change: &Change) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 24 * self.columns.len());
+        if self.envelope {
+            out.extend_from_slice(b"{\"op\":\"");
+            out.extend_from_slice(change.op.code().as_bytes());
+            out.extend_from_slice(b"\",\"before\":");
+            self.image(&mut out, change, change.before.as_ref());
+            out.extend_from_slice(b",\"after\":");
+            self.image(&mut out, change, change.after.as_ref());
+            out.push(b'}');
+        } else {
+            let row = if change.op == Op::Delete {
+                change.before.as_ref()
+            } else {
+                change.after.as_ref()
+            };
+            self.image(&mut out, change, row);
+        }
+        out
+    }
+}
+
+impl Kcop for JsonKcop {
+    fn process(&self, op: &Operation<'_>, out: &mut Vec<ProducerRecord>) -> Result<(), KcopError> {
+        let change = op.change;
+        let (key, value) = match change.op {
+            Op::Truncate if self.truncate == TruncateMode::Skip => return Ok(()),
+            Op::Truncate => (None, Some(b"{}".to_vec())),
+            Op::Delete if self.deletes == DeleteMode::Tombstone => (self.key_bytes(change), None),
+            _ => (self.key_bytes(change), Some(self.value_bytes(change))),
+        };
+        out.push(ProducerRecord::new(self.topic.clone(), key, value));
+        Ok(())
+    }
+}
