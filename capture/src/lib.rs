@@ -1,4 +1,17 @@
 //! ordo, the capture daemon: reads a source database's log, runs each change through its KCOP
-//! chain, produces the records to Kafka and appends one commit record per transaction.
+//! chain, produces the records to Kafka and appends one commit record per transaction to the
+//! commit stream, which is also the daemon's checkpoint.
+//!
+//! - [`source`]: the contract between a source reader and the pipeline.
+//! - [`postgres`]: the PostgreSQL reader (replication protocol, pgoutput, snapshot).
+//! - [`pipeline`] and [`routes`]: changes through each table's KCOPs.
+//! - [`publisher`]: the producer, delivery tracking and the commit stream.
+//! - [`daemon`]: all of it wired together for `ordo run`.
 
+pub mod daemon;
+pub mod mysql;
+pub mod pipeline;
 pub mod postgres;
+pub mod publisher;
+pub mod routes;
+pub mod source;

@@ -129,6 +129,10 @@ pub enum SourceEvent {
     Change(Change),
     /// The current transaction committed.
     Commit(TxnCommit),
+    /// The current transaction will not commit in this stream (the connection dropped in the
+    /// middle of it); discard it. The source sends it again, whole, after reconnecting. Records
+    /// already produced for it stay in Kafka as orphans that no commit record lists.
+    Rollback,
     /// The source advanced past log content that contains no mapped change (idle WAL,
     /// heartbeats); the position may be acknowledged once everything before it is durable.
     Progress(Position),

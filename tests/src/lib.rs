@@ -6,4 +6,6 @@
 //! `target/stack/env` file that `scripts/stack up` writes) and panics when there are none, so a
 //! suite never passes without having talked to its servers.
 
+pub mod capture;
+pub mod kafka;
 pub mod stack;

@@ -29,6 +29,13 @@ pub(crate) async fn start_session(
         ("replication", "database"),
         ("application_name", cfg.application_name.as_str()),
         ("client_encoding", "UTF8"),
+        // Unambiguous text forms for the values pgoutput sends (see `types`).
+        ("DateStyle", "ISO"),
+        ("TimeZone", "UTC"),
+        ("IntervalStyle", "iso_8601"),
+        ("extra_float_digits", "3"),
+        ("bytea_output", "hex"),
+        ("lc_monetary", "C"),
     ];
     frontend::startup_message(params, wire.write_buf())
         .map_err(|_| nul_in("user, database or application_name"))?;

@@ -1,0 +1,301 @@
+//! The PostgreSQL source reader: slot, snapshot, streaming, acknowledgement, reconnects.
+//!
+//! # Resumption
+//! The slot's confirmed flush LSN only moves to positions the pipeline reports durable
+//! ([`SourceContext::durable`]: the commit stream holds them). On start, streaming begins at
+//! the restart LSN of the last commit record; the server resends anything after the slot's
+//! confirmed position, and the decoder skips transactions that committed before the restart
+//! LSN. After a lost connection the reader reconnects with capped exponential backoff and the
+//! same rules apply, so nothing is lost and nothing is handed on twice.
+
+use std::time::Duration;
+
+use ordo_config::{PostgresSource, Snapshot};
+use ordo_kcop::{Lsn, Position};
+use tokio_postgres::Client;
+
+use super::catalog::{self, CatalogError, ident};
+use super::decoder::{DecodeError, Decoder};
+use super::replication::{
+    ReplicationConfig, ReplicationConnection, ReplicationError, ReplicationMessage, SslMode,
+};
+use super::snapshot;
+use crate::source::{Batcher, SourceContext};
+
+/// Why the PostgreSQL source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PgSourceError {
+    /// The replication connection failed.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// Decoding failed.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// SQL failed or a prerequisite is missing.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The configuration does not fit the server state.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl PgSourceError {
+    fn is_transient(&self) -> bool {
+        match self {
+            PgSourceError::Replication(e) => e.is_transient(),
+            PgSourceError::Catalog(CatalogError::Sql { source, .. }) => source.is_closed(),
+            _ => false,
+        }
+    }
+}
+
+fn replication_config(cfg: &PostgresSource) -> ReplicationConfig {
+    ReplicationConfig {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        user: cfg.user.clone(),
+        password: cfg.password.as_ref().map(|p| p.expose().to_owned()),
+        database: cfg.database.clone(),
+        application_name: format!("ordo/{}", cfg.slot),
+        connect_timeout: Duration::from_secs(10),
+        ssl_mode: match cfg.tls.mode {
+            ordo_config::TlsMode::Disable => SslMode::Disable,
+            ordo_config::TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        },
+    }
+}
+
+/// Run the source until shutdown (or, with `snapshot: initial_only`, until the snapshot is done).
+///
+/// # Errors
+/// On definite failures (prerequisites, protocol, decoding); transient connection losses are
+/// retried.
+pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourceError> {
+    let client = catalog::connect(cfg).await?;
+    catalog::ensure_publication(&client, cfg).await?;
+    let tables = catalog::mapped_tables(&client, cfg, &ctx.tables).await?;
+    let resume = match &ctx.resume {
+        None => None,
+        Some(Position::Postgres(lsn)) => Some(lsn.0),
+        Some(other) => {
+            return Err(PgSourceError::Setup(format!(
+                "the commit stream's last restart position `{other}` is not a PostgreSQL position; this commit topic belongs to another source: use a new kafka.commit_topic"
+            )));
+        }
+    };
+    let mut out = Batcher::new(ctx.events.clone());
+    let spill_dir = cfg.spill_dir.join(&cfg.slot);
+    let mut decoder = Decoder::new(ctx.tables.clone(), spill_dir, resume.unwrap_or(0))?;
+    let snapshot_wanted = match resume {
+        Some(0) => true,
+        Some(_) => false,
+        None => cfg.snapshot != Snapshot::Never,
+    };
+    let slot_exists = slot_exists(&client, cfg).await?;
+    let mut start = resume.unwrap_or(0);
+    let rcfg = replication_config(cfg);
+    if snapshot_wanted {
+        if slot_exists {
+            tracing::info!(slot = %cfg.slot, "dropping the slot to take a fresh snapshot (no complete snapshot in the commit stream)");
+            client
+                .batch_execute(&format!(
+                    "SELECT pg_drop_replication_slot({})",
+                    catalog::literal(&cfg.slot)
+                ))
+                .await
+                .map_err(|source| CatalogError::Sql {
+                    what: format!("drop slot `{}`", cfg.slot),
+                    source,
+                })?;
+        }
+        let mut conn = ReplicationConnection::connect(&rcfg).await?;
+        let created = conn.create_slot(&cfg.slot, true).await?;
+        let name = created.snapshot_name.unwrap_or_default();
+        tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(created.consistent_point), tables = tables.len(), "created slot; taking the initial snapshot");
+        snapshot::run(
+            &client,
+            &name,
+            &tables,
+            cfg.snapshot_chunk_rows,
+            created.consistent_point,
+            &mut out,
+        )
+        .await?;
+        start = created.consistent_point;
+        decoder.skip_before = start;
+        drop(conn);
+        if cfg.snapshot == Snapshot::InitialOnly {
+            return Ok(());
+        }
+    } else if !slot_exists {
+        if let Some(lsn) = resume {
+            return Err(PgSourceError::Setup(format!(
+                "replication slot `{}` does not exist, but the commit stream says capture stopped at {}; changes since then are gone. Recreate the slot and start over with a new kafka.commit_topic (and snapshot: initial), or restore the slot",
+                cfg.slot,
+                Lsn(lsn)
+            )));
+        }
+        let mut conn = ReplicationConnection::connect(&rcfg).await?;
+        let created = conn.create_slot(&cfg.slot, false).await?;
+        start = created.consistent_point;
+        tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(start), "created slot without snapshot");
+    }
+    stream_with_retries(cfg, &rcfg, &client, &ctx, &mut decoder, &mut out, start).await
+}
+
+async fn slot_exists(client: &Client, cfg: &PostgresSource) -> Result<bool, CatalogError> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&cfg.slot],
+        )
+        .await
+        .map_err(|source| CatalogError::Sql {
+            what: "look up the replication slot".into(),
+            source,
+        })?;
+    match row {
+        None => Ok(false),
+        Some(r) => {
+            let (plugin, db): (Option<String>, Option<String>) = (r.get(0), r.get(1));
+            if plugin.as_deref() != Some("pgoutput") || db.as_deref() != Some(cfg.database.as_str())
+            {
+                return Err(CatalogError::Unusable(format!(
+                    "replication slot `{}` exists but is not a pgoutput slot of database `{}`; choose another source.postgres.slot",
+                    cfg.slot, cfg.database
+                )));
+            }
+            Ok(true)
+        }
+    }
+}
+
+async fn stream_with_retries(
+    cfg: &PostgresSource,
+    rcfg: &ReplicationConfig,
+    client: &Client,
+    ctx: &SourceContext,
+    decoder: &mut Decoder,
+    out: &mut Batcher,
+    start: u64,
+) -> Result<(), PgSourceError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let durable = durable_lsn(ctx).unwrap_or(start).max(start);
+        match stream(cfg, rcfg, client, ctx, decoder, out, durable).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication connection lost; reconnecting");
+                decoder.reset(out).await?;
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Wait (bounded) until the pipeline reports `target` durable, so the final status update
+/// confirms everything that was handed on.
+async fn wait_durable(ctx: &SourceContext, target: u64) {
+    let mut rx = ctx.durable.clone();
+    let wait = async {
+        while durable_lsn(ctx).unwrap_or(0) < target {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(crate::daemon::DRAIN_TIMEOUT, wait)
+        .await
+        .is_err()
+    {
+        tracing::warn!(target = %Lsn(target), "shutdown: not every transaction became durable in time; a restart resumes before them");
+    }
+}
+
+fn durable_lsn(ctx: &SourceContext) -> Option<u64> {
+    match &*ctx.durable.borrow() {
+        Some(Position::Postgres(l)) => Some(l.0),
+        _ => None,
+    }
+}
+
+async fn stream(
+    cfg: &PostgresSource,
+    rcfg: &ReplicationConfig,
+    client: &Client,
+    ctx: &SourceContext,
+    decoder: &mut Decoder,
+    out: &mut Batcher,
+    start: u64,
+) -> Result<(), PgSourceError> {
+    let conn = ReplicationConnection::connect(rcfg).await?;
+    let mut options = vec![
+        ("proto_version", cfg.protocol_version.to_string()),
+        ("publication_names", ident(&cfg.publication)),
+        ("messages", "true".to_owned()),
+    ];
+    if cfg.streaming && cfg.protocol_version >= 2 {
+        options.push(("streaming", "on".to_owned()));
+    }
+    let opts: Vec<(&str, String)> = options.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let mut stream = conn.start_replication(&cfg.slot, start, &opts).await?;
+    tracing::info!(slot = %cfg.slot, start = %Lsn(start), "streaming");
+    let mut status = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(100)));
+    let heartbeat_ms = if cfg.heartbeat_interval_ms == 0 {
+        u64::MAX / 4
+    } else {
+        cfg.heartbeat_interval_ms
+    };
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms));
+    let mut received = start;
+    loop {
+        tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => {
+                decoder.reset(out).await?;
+                out.flush().await.map_err(DecodeError::from)?;
+                wait_durable(ctx, decoder.skip_before).await;
+                let flushed = durable_lsn(ctx).unwrap_or(start);
+                stream.send_status(received, flushed, flushed, false).await?;
+                stream.stop().await?;
+                return Ok(());
+            }
+            msg = stream.next() => {
+                let reply = match msg? {
+                    None => return Err(ReplicationError::ConnectionClosed.into()),
+                    Some(ReplicationMessage::XLogData { wal_end, data, .. }) => {
+                        received = received.max(wal_end);
+                        decoder.handle(data, client, out).await?;
+                        false
+                    }
+                    Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
+                        received = received.max(wal_end);
+                        decoder.idle_progress(wal_end, out).await?;
+                        reply_requested
+                    }
+                };
+                if reply {
+                    let flushed = durable_lsn(ctx).unwrap_or(start);
+                    stream.send_status(received, flushed, flushed, false).await?;
+                }
+            }
+            _ = status.tick() => {
+                let flushed = durable_lsn(ctx).unwrap_or(start);
+                stream.send_status(received, flushed, flushed, false).await?;
+            }
+            _ = heartbeat.tick() => {
+                // A non-transactional message moves WAL forward when nothing mapped changes, so
+                // the slot can advance and the server can recycle WAL.
+                if let Err(e) = client.batch_execute("SELECT pg_logical_emit_message(false, 'ordo.heartbeat', '')").await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+}

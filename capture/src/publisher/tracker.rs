@@ -1,0 +1,278 @@
+//! Delivery tracking: which records of which transaction Kafka has acknowledged, and when a
+//! transaction's commit record may be written.
+//!
+//! # Ordering
+//! Entries are kept in source order. The front transaction becomes *ready* once it is sealed
+//! (its `Commit` arrived) and every one of its records is acknowledged; ready transactions get
+//! their commit records strictly in that order, so sequence numbers are dense and follow commit
+//! order even when a later transaction's records are acknowledged first. A source position
+//! becomes durable when the commit record of its transaction is acknowledged.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ordo_kcop::{Position, TxnCommit};
+use ordo_tcc::commit_stream::PartitionRange;
+
+/// One data partition's records of a transaction.
+#[derive(Debug, Clone)]
+struct Part {
+    topic: Arc<str>,
+    partition: i32,
+    first: i64,
+    last: i64,
+    count: u64,
+}
+
+#[derive(Debug)]
+struct TxnState {
+    no: u64,
+    sent: u64,
+    acked: u64,
+    sealed: Option<TxnCommit>,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Txn(TxnState),
+    /// A position with no transaction to record (idle WAL, unmapped changes).
+    Progress(Position),
+}
+
+/// A transaction whose records are all durable, ready for its commit record.
+#[derive(Debug)]
+pub struct Ready {
+    /// The source's commit metadata.
+    pub commit: TxnCommit,
+    /// Records produced.
+    pub records: u64,
+    /// Partitions touched, sorted by topic and partition.
+    pub parts: Vec<PartitionRange>,
+}
+
+/// What the front of the queue allows next.
+#[derive(Debug)]
+pub enum Next {
+    /// Write this commit record.
+    Commit(Ready),
+    /// This position is durable now (all earlier commit records are acknowledged).
+    Durable(Position),
+}
+
+/// The delivery tracker (guarded by a mutex shared with the delivery callback).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    queue: VecDeque<Entry>,
+    /// Commit records handed to the producer and not yet acknowledged, with their restart
+    /// positions, in order.
+    commits_in_flight: VecDeque<(u64, Position)>,
+    failure: Option<String>,
+}
+
+impl Tracker {
+    /// A transaction begins; its records will carry `no` as their delivery token.
+    pub fn begin(&mut self, no: u64) {
+        self.queue.push_back(Entry::Txn(TxnState {
+            no,
+            sent: 0,
+            acked: 0,
+            sealed: None,
+            parts: Vec::new(),
+        }));
+    }
+
+    /// One more record of transaction `no` was handed to the producer.
+    pub fn sent(&mut self, no: u64) {
+        if let Some(t) = self.txn_mut(no) {
+            t.sent += 1;
+        }
+    }
+
+    /// Transaction `no` committed at the source.
+    pub fn seal(&mut self, no: u64, commit: TxnCommit) {
+        if let Some(t) = self.txn_mut(no) {
+            t.sealed = Some(commit);
+        }
+    }
+
+    /// Transaction `no` will not commit in this stream: forget it (its records become orphans).
+    pub fn abandon(&mut self, no: u64) {
+        self.queue
+            .retain(|e| !matches!(e, Entry::Txn(t) if t.no == no));
+    }
+
+    /// A source position to acknowledge once everything before it is durable.
+    pub fn progress(&mut self, pos: Position) {
+        self.queue.push_back(Entry::Progress(pos));
+    }
+
+    fn txn_mut(&mut self, no: u64) -> Option<&mut TxnState> {
+        // Deliveries mostly concern the oldest transactions: scan from the front.
+        self.queue.iter_mut().find_map(|e| match e {
+            Entry::Txn(t) if t.no == no => Some(t),
+            _ => None,
+        })
+    }
+
+    /// A data record of transaction `no` was acknowledged at `topic`/`partition`/`offset`.
+    pub fn delivered(&mut self, no: u64, topic: &str, partition: i32, offset: i64) {
+        let Some(t) = self.txn_mut(no) else { return };
+        t.acked += 1;
+        match t
+            .parts
+            .iter_mut()
+            .find(|p| p.partition == partition && &*p.topic == topic)
+        {
+            Some(p) => {
+                p.first = p.first.min(offset);
+                p.last = p.last.max(offset);
+                p.count += 1;
+            }
+            None => t.parts.push(Part {
+                topic: topic.into(),
+                partition,
+                first: offset,
+                last: offset,
+                count: 1,
+            }),
+        }
+    }
+
+    /// A record could not be delivered: nothing may become durable any more.
+    pub fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some(message);
+        }
+    }
+
+    /// The first delivery failure, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// The commit record with sequence `seq` is being produced.
+    pub fn commit_sent(&mut self, seq: u64, restart: Position) {
+        self.commits_in_flight.push_back((seq, restart));
+    }
+
+    /// The commit record `seq` was acknowledged: returns the restart position now durable.
+    pub fn commit_delivered(&mut self, seq: u64) -> Option<Position> {
+        let mut durable = None;
+        while let Some((s, _)) = self.commits_in_flight.front() {
+            if *s > seq {
+                break;
+            }
+            durable = self.commits_in_flight.pop_front().map(|(_, p)| p);
+        }
+        durable
+    }
+
+    /// Whether nothing is pending: no open or unacknowledged transaction, no commit in flight.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.commits_in_flight.is_empty()
+    }
+
+    /// Number of transactions waiting for acknowledgements or their commit record.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Take the next thing the front of the queue allows, if any.
+    pub fn next(&mut self) -> Option<Next> {
+        if self.failure.is_some() {
+            return None;
+        }
+        match self.queue.front()? {
+            Entry::Progress(_) if !self.commits_in_flight.is_empty() => None,
+            Entry::Progress(_) => match self.queue.pop_front() {
+                Some(Entry::Progress(p)) => Some(Next::Durable(p)),
+                _ => None,
+            },
+            Entry::Txn(t) if t.sealed.is_none() || t.acked < t.sent => None,
+            Entry::Txn(_) => {
+                let Some(Entry::Txn(t)) = self.queue.pop_front() else {
+                    return None;
+                };
+                let mut parts: Vec<PartitionRange> = t
+                    .parts
+                    .into_iter()
+                    .map(|p| PartitionRange {
+                        topic: p.topic.to_string(),
+                        partition: p.partition,
+                        first: p.first,
+                        last: p.last,
+                        count: p.count,
+                    })
+                    .collect();
+                parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                let commit = t.sealed?;
+                Some(Next::Commit(Ready {
+                    commit,
+                    records: t.acked,
+                    parts,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_kcop::Lsn;
+    use ordo_kcop::value::Timestamp;
+
+    fn commit(id: &str, lsn: u64) -> TxnCommit {
+        TxnCommit {
+            id: id.into(),
+            commit_time: Timestamp(0),
+            commit_position: Position::Postgres(Lsn(lsn)),
+            restart_position: Position::Postgres(Lsn(lsn + 1)),
+            change_count: 1,
+        }
+    }
+
+    #[test]
+    fn commit_records_follow_source_order_not_ack_order() {
+        let mut t = Tracker::default();
+        t.begin(1);
+        t.sent(1);
+        t.seal(1, commit("a", 10));
+        t.begin(2);
+        t.sent(2);
+        t.seal(2, commit("b", 20));
+        t.delivered(2, "x", 0, 5);
+        assert!(t.next().is_none(), "txn 1 is not acknowledged yet");
+        t.delivered(1, "x", 1, 7);
+        assert!(matches!(t.next(), Some(Next::Commit(r)) if &*r.commit.id == "a"));
+        assert!(
+            matches!(t.next(), Some(Next::Commit(r)) if &*r.commit.id == "b" && r.parts[0].first == 5)
+        );
+    }
+
+    #[test]
+    fn progress_waits_for_earlier_commit_records() {
+        let mut t = Tracker::default();
+        t.begin(1);
+        t.seal(1, commit("a", 10));
+        t.progress(Position::Postgres(Lsn(99)));
+        assert!(matches!(t.next(), Some(Next::Commit(_))));
+        t.commit_sent(1, Position::Postgres(Lsn(11)));
+        assert!(t.next().is_none());
+        assert_eq!(t.commit_delivered(1), Some(Position::Postgres(Lsn(11))));
+        assert!(matches!(
+            t.next(),
+            Some(Next::Durable(Position::Postgres(Lsn(99))))
+        ));
+    }
+
+    #[test]
+    fn failures_stop_everything() {
+        let mut t = Tracker::default();
+        t.begin(1);
+        t.seal(1, commit("a", 10));
+        t.fail("boom".into());
+        assert!(t.next().is_none());
+    }
+}

@@ -1,0 +1,65 @@
+//! Running the capture daemon inside a test.
+
+use std::sync::Arc;
+
+use ordo_capture::daemon;
+use ordo_capture::routes::KcopRegistry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A daemon running in the test's runtime.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    /// Fires shutdown.
+    pub shutdown: CancellationToken,
+    /// The daemon's task.
+    pub task: JoinHandle<Result<(), daemon::DaemonError>>,
+}
+
+impl RunningDaemon {
+    /// Panic with the daemon's error if it has stopped (for waits that would otherwise time out).
+    pub async fn assert_running(&mut self) {
+        if self.task.is_finished() {
+            let res = (&mut self.task).await.expect("daemon task panicked");
+            panic!("the daemon stopped: {res:?}");
+        }
+    }
+
+    /// Stop gracefully and return the daemon's result.
+    pub async fn stop(self) -> Result<(), daemon::DaemonError> {
+        self.shutdown.cancel();
+        self.task.await.expect("daemon task panicked")
+    }
+
+    /// Kill the daemon without draining (like kill -9 for everything but the OS process):
+    /// the task is aborted where it is.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Parse `yaml` (no environment variables) and start the daemon.
+pub fn start(yaml: &str) -> RunningDaemon {
+    init_logging();
+    let config = ordo_config::parse_with_env(yaml, "test.yaml", |_| None)
+        .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    start_config(Arc::new(config), KcopRegistry::default())
+}
+
+/// Start the daemon with a parsed config and a KCOP registry.
+pub fn start_config(config: Arc<ordo_config::Config>, registry: KcopRegistry) -> RunningDaemon {
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(daemon::run(config, registry, shutdown.clone()));
+    RunningDaemon { shutdown, task }
+}
+
+/// Send the daemon's logs to the test output (`RUST_LOG` sets the level; default info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

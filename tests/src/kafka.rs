@@ -1,0 +1,140 @@
+//! Reading topics back in tests: every record from the beginning up to the high watermark.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::stack::stack;
+
+/// One record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        self.value.as_deref().map_or(serde_json::Value::Null, |v| {
+            serde_json::from_slice(v).expect("value is JSON")
+        })
+    }
+}
+
+fn consumer() -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &stack().kafka)
+        .set("group.id", "ordo-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create a test consumer")
+}
+
+/// Number of partitions of `topic` (0 if it does not exist).
+pub fn partitions(topic: &str) -> i32 {
+    let md = consumer()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics().first().map_or(0, |t| {
+        if t.error().is_some() {
+            0
+        } else {
+            t.partitions().len() as i32
+        }
+    })
+}
+
+/// The high watermark of a partition.
+pub fn high_watermark(topic: &str, partition: i32) -> i64 {
+    consumer()
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_or(0, |(_, h)| h)
+}
+
+/// Every record of every partition of `topic`, from the beginning to the current high
+/// watermarks, sorted by partition and offset.
+pub fn read_all(topic: &str) -> Vec<Record> {
+    let c = consumer();
+    let n = partitions(topic);
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut highs = Vec::new();
+    for p in 0..n {
+        let (low, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        highs.push(high);
+        if high > low {
+            remaining += high - low;
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .expect("assign");
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return out;
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic}: got {} of {remaining} records in 60 s",
+            out.len()
+        );
+        let Some(msg) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        // Transient client errors (a dropped idle connection) resolve themselves; the deadline
+        // above bounds the wait.
+        let Ok(msg) = msg else { continue };
+        if msg.offset() >= highs[msg.partition() as usize] {
+            continue;
+        }
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Record {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}

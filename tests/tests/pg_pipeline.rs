@@ -1,0 +1,230 @@
+//! PostgreSQL -> JSON KCOP -> broker, with the commit stream: exact records, one commit record
+//! per transaction in commit order, and a restart that resumes exactly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ordo_tcc::commit_stream::CommitRecord;
+use ordo_tests::capture::start;
+use ordo_tests::kafka::{Record, read_all};
+use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+
+struct Setup {
+    db: String,
+    url: String,
+    prefix: String,
+    yaml: String,
+}
+
+async fn setup(snapshot: &str) -> Setup {
+    let (db, url) = pg_create_database("pipe").await;
+    let prefix = unique_name("pipe");
+    let s = stack();
+    let yaml = format!(
+        r#"
+source:
+  postgres:
+    host: {host}
+    port: {port}
+    user: ordo
+    password: ordo
+    database: {db}
+    tls: {{ mode: disable }}
+    slot: {prefix}
+    publication: {prefix}
+    snapshot: {snapshot}
+    spill_dir: {spill}
+    status_interval_ms: 200
+kafka:
+  bootstrap_servers: "{kafka}"
+  commit_topic: {prefix}.commits
+  topic_partitions: 3
+mappings:
+  - tables: ["public.*"]
+    outputs:
+      - topic: "{prefix}.{{table}}"
+        format: json
+"#,
+        host = s.pg_host,
+        port = s.pg_port,
+        kafka = s.kafka,
+        spill = std::env::temp_dir().join("ordo-test-spill").display(),
+    );
+    let c = pg_connect(&url).await;
+    c.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, amount numeric(10,2), placed timestamptz);
+         CREATE TABLE lines (order_id int, line_no int, sku text, qty int, PRIMARY KEY (order_id, line_no));
+         INSERT INTO orders VALUES (1, 'ann', 10.50, '2024-01-01 10:00:00+00');",
+    )
+    .await
+    .unwrap();
+    Setup {
+        db,
+        url,
+        prefix,
+        yaml,
+    }
+}
+
+async fn commits(topic: &str, at_least: usize) -> Vec<CommitRecord> {
+    let topic = topic.to_owned();
+    wait_until(
+        &format!("{at_least} commit records on {topic}"),
+        Duration::from_secs(60),
+        || {
+            let topic = topic.clone();
+            async move {
+                let recs = tokio::task::spawn_blocking(move || read_all(&topic))
+                    .await
+                    .unwrap();
+                (recs.len() >= at_least).then(|| {
+                    recs.iter()
+                        .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            }
+        },
+    )
+    .await
+}
+
+async fn data(topic: String) -> Vec<Record> {
+    tokio::task::spawn_blocking(move || read_all(&topic))
+        .await
+        .unwrap()
+}
+
+/// Every listed record exists with matching headers, and every data record is listed exactly once.
+async fn check_listing(commits: &[CommitRecord], prefix: &str) {
+    let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for t in ["orders", "lines"] {
+        let topic = format!("{prefix}.{t}");
+        by_topic.insert(topic.clone(), data(topic).await);
+    }
+    let mut listed = 0;
+    for c in commits {
+        let mut ops_seen = Vec::new();
+        for p in &c.parts {
+            let recs: Vec<&Record> = by_topic[&p.topic]
+                .iter()
+                .filter(|r| {
+                    r.partition == p.partition
+                        && r.offset >= p.first
+                        && r.offset <= p.last
+                        && r.header("ordo.txn") == Some(&c.txn)
+                })
+                .collect();
+            assert_eq!(
+                recs.len() as u64,
+                p.count,
+                "txn {} on {}/{}",
+                c.txn,
+                p.topic,
+                p.partition
+            );
+            ops_seen.extend(
+                recs.iter()
+                    .map(|r| r.header("ordo.op").unwrap().parse::<u64>().unwrap()),
+            );
+            listed += recs.len();
+        }
+        ops_seen.sort_unstable();
+        assert_eq!(
+            ops_seen,
+            (0..c.ops).collect::<Vec<_>>(),
+            "txn {} ops",
+            c.txn
+        );
+        assert_eq!(c.records, c.ops);
+    }
+    let total: usize = by_topic.values().map(Vec::len).sum();
+    assert_eq!(
+        listed, total,
+        "every data record is listed by exactly one commit record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_transactions_then_restart_resume_exactly() {
+    let s = setup("initial").await;
+    let mut daemon = start(&s.yaml);
+    let c = pg_connect(&s.url).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.assert_running().await;
+    // The snapshot (1 row + the completion marker) comes first.
+    let snap = commits(&format!("{}.commits", s.prefix), 2).await;
+    assert_eq!(snap[0].txn, "snapshot:public.orders:0");
+    assert_eq!(snap[1].txn, "snapshot:complete");
+
+    c.batch_execute(
+        "BEGIN; INSERT INTO orders VALUES (2, 'bob', 20.00, now()); INSERT INTO lines VALUES (2, 1, 'a', 1), (2, 2, 'b', 2); COMMIT;
+         BEGIN; UPDATE orders SET amount = 21.25 WHERE id = 2; DELETE FROM lines WHERE order_id = 2 AND line_no = 2; COMMIT;
+         BEGIN; INSERT INTO orders VALUES (3, 'cy', 1, now()); ROLLBACK;
+         BEGIN; UPDATE orders SET id = 4 WHERE id = 1; COMMIT;
+         TRUNCATE lines;",
+    )
+    .await
+    .unwrap();
+    let all = commits(&format!("{}.commits", s.prefix), 6).await;
+    assert_eq!(
+        all.len(),
+        6,
+        "snapshot(2) + 4 committed transactions; the rollback never appears"
+    );
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "dense sequence");
+    }
+    assert_eq!(all[2].ops, 3);
+    assert_eq!(all[3].ops, 2);
+    assert_eq!(all[4].ops, 1);
+    assert_eq!(all[5].ops, 1, "truncate");
+    let xids: Vec<u64> = all[2..].iter().map(|r| r.txn.parse().unwrap()).collect();
+    assert!(
+        xids.windows(2).all(|w| w[0] < w[1]),
+        "commit order {xids:?}"
+    );
+    check_listing(&all, &s.prefix).await;
+
+    let orders = data(format!("{}.orders", s.prefix)).await;
+    let insert = orders
+        .iter()
+        .find(|r| r.header("ordo.txn") == Some(&all[2].txn))
+        .unwrap();
+    assert_eq!(insert.header("ordo.optype"), Some("c"));
+    assert_eq!(insert.key.as_deref(), Some(&b"{\"id\":2}"[..]));
+    let v = insert.json();
+    assert_eq!(v["customer"], "bob");
+    assert_eq!(v["amount"], "20.00", "exact decimals as strings");
+    let pk_change = orders
+        .iter()
+        .find(|r| r.header("ordo.txn") == Some(&all[4].txn))
+        .unwrap();
+    assert_eq!(pk_change.json()["id"], 4);
+
+    daemon.stop().await.unwrap();
+    // While stopped, more work; after restart exactly those transactions follow, seq continues.
+    c.batch_execute("INSERT INTO orders VALUES (10, 'dee', 5, now())")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; INSERT INTO lines VALUES (10, 1, 'z', 9); UPDATE orders SET customer = 'dee2' WHERE id = 10; COMMIT;")
+        .await
+        .unwrap();
+    let daemon = start(&s.yaml);
+    let all = commits(&format!("{}.commits", s.prefix), 8).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all2 = commits(&format!("{}.commits", s.prefix), 8).await;
+    assert_eq!(
+        all2.len(),
+        8,
+        "no transaction repeated after restart: {:?}",
+        all2.iter().map(|c| &c.txn).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    assert_eq!(all[7].ops, 2);
+    check_listing(&all, &s.prefix).await;
+    daemon.stop().await.unwrap();
+    let _ = s.db;
+}
