@@ -75,9 +75,7 @@ impl Topics {
             partitions: i32::try_from(kafka_cfg.topic_partitions)
                 .unwrap_or(1)
                 .max(1),
-            replication: i32::try_from(kafka_cfg.replication_factor)
-                .unwrap_or(1)
-                .max(1),
+            replication: i32::from(kafka_cfg.replication_factor).max(1),
         })
     }
 

@@ -254,7 +254,7 @@ impl Publisher {
                 if let Some(f) = t.failure() {
                     return Err(PublishError::Delivery(f.to_owned()));
                 }
-                t.next()
+                t.take_next()
             };
             match next {
                 None => return Ok(()),

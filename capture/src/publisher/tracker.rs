@@ -179,7 +179,7 @@ impl Tracker {
     }
 
     /// Take the next thing the front of the queue allows, if any.
-    pub fn next(&mut self) -> Option<Next> {
+    pub fn take_next(&mut self) -> Option<Next> {
         if self.failure.is_some() {
             return None;
         }
@@ -243,11 +243,11 @@ mod tests {
         t.sent(2);
         t.seal(2, commit("b", 20));
         t.delivered(2, "x", 0, 5);
-        assert!(t.next().is_none(), "txn 1 is not acknowledged yet");
+        assert!(t.take_next().is_none(), "txn 1 is not acknowledged yet");
         t.delivered(1, "x", 1, 7);
-        assert!(matches!(t.next(), Some(Next::Commit(r)) if &*r.commit.id == "a"));
+        assert!(matches!(t.take_next(), Some(Next::Commit(r)) if &*r.commit.id == "a"));
         assert!(
-            matches!(t.next(), Some(Next::Commit(r)) if &*r.commit.id == "b" && r.parts[0].first == 5)
+            matches!(t.take_next(), Some(Next::Commit(r)) if &*r.commit.id == "b" && r.parts[0].first == 5)
         );
     }
 
@@ -257,12 +257,12 @@ mod tests {
         t.begin(1);
         t.seal(1, commit("a", 10));
         t.progress(Position::Postgres(Lsn(99)));
-        assert!(matches!(t.next(), Some(Next::Commit(_))));
+        assert!(matches!(t.take_next(), Some(Next::Commit(_))));
         t.commit_sent(1, Position::Postgres(Lsn(11)));
-        assert!(t.next().is_none());
+        assert!(t.take_next().is_none());
         assert_eq!(t.commit_delivered(1), Some(Position::Postgres(Lsn(11))));
         assert!(matches!(
-            t.next(),
+            t.take_next(),
             Some(Next::Durable(Position::Postgres(Lsn(99))))
         ));
     }
@@ -273,6 +273,6 @@ mod tests {
         t.begin(1);
         t.seal(1, commit("a", 10));
         t.fail("boom".into());
-        assert!(t.next().is_none());
+        assert!(t.take_next().is_none());
     }
 }
