@@ -15,3 +15,4 @@ pub mod postgres;
 pub mod publisher;
 pub mod routes;
 pub mod source;
+pub mod tail;

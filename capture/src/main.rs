@@ -42,6 +42,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print transactions from the commit stream, in source order, as they arrive.
+    ///
+    /// Example: ordo tail --config ordo.yaml --format jsonl --from beginning
+    Tail(ordo_capture::tail::TailArgs),
     /// Config file helpers.
     Config {
         #[command(subcommand)]
@@ -65,7 +69,8 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn init_logging(config: Option<&Config>) {
-    let level = config.map_or("info", |c| c.logging.level.as_str());
+    // Without a config (`tail`), only errors, and not librdkafka's end-of-partition notices.
+    let level = config.map_or("error,rdkafka::client=off", |c| c.logging.level.as_str());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let json = match config.map(|c| c.logging.format) {
@@ -104,6 +109,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Tail(args) => {
+            init_logging(None);
+            ordo_capture::tail::main(args)
+        }
         Command::Run { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -119,6 +119,18 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
         exec(
             &mut c,
             &[
+                "XA START 'ordo2'",
+                "INSERT INTO b VALUES (4, 'one phase')",
+                "XA END 'ordo2'",
+                "XA COMMIT 'ordo2' ONE PHASE",
+            ],
+        )
+        .await,
+    );
+    want.push(
+        exec(
+            &mut c,
+            &[
                 "SET SESSION gtid_domain_id = 7",
                 "INSERT INTO b VALUES (7, 'domain 7')",
             ],
@@ -218,8 +230,12 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
         txns[6].changes[0].after.as_ref().unwrap()[1],
         Value::Text("xa".into())
     );
+    assert_eq!(
+        txns[7].changes[0].after.as_ref().unwrap()[1],
+        Value::Text("one phase".into())
+    );
     // Domain 7.
-    assert!(txns[7].commit.id.starts_with("7-"));
+    assert!(txns[8].commit.id.starts_with("7-"));
 
     src.shutdown.cancel();
     src.task.await.unwrap().unwrap();
@@ -251,8 +267,8 @@ async fn writer(db: String, rounds: usize) {
         let id = 100_000 + i as i64;
         c.query_drop(format!(
             "BEGIN; INSERT INTO t VALUES ({id}, {i}); UPDATE t SET n = n + 1 WHERE id = {}; DELETE FROM t WHERE id = {}; COMMIT",
-            (i * 7) % 3000,
-            (i * 13 + 1) % 3000
+            (i * 7) % 20000,
+            (i * 13 + 1) % 20000
         ))
         .await
         .unwrap();
@@ -270,13 +286,13 @@ async fn snapshot_plus_stream_equals_the_final_table() {
     c.query_drop("CREATE TABLE done (id INT PRIMARY KEY) ENGINE=InnoDB")
         .await
         .unwrap();
-    c.query_drop("INSERT INTO t SELECT seq, seq FROM seq_0_to_2999")
+    c.query_drop("INSERT INTO t SELECT seq, seq FROM seq_0_to_19999")
         .await
         .unwrap();
     let mut cfg = config("ordo", "ordo", Snapshot::Initial, vec![db.clone()]);
     cfg.snapshot_chunk_rows = 500;
-    let write = tokio::spawn(writer(db.clone(), 300));
     let mut src = start(cfg, &db, None);
+    let write = tokio::spawn(writer(db.clone(), 1000));
     write.await.unwrap();
     let marker = exec(&mut c, &["INSERT INTO done VALUES (1)"]).await;
 
@@ -288,7 +304,7 @@ async fn snapshot_plus_stream_equals_the_final_table() {
         .iter()
         .filter(|t| t.commit.id.starts_with("snapshot:"))
         .collect();
-    assert!(snapshot.len() >= 6, "3000 rows in chunks of 500");
+    assert!(snapshot.len() >= 40, "20000 rows in chunks of 500");
     assert!(
         snapshot
             .iter()
@@ -314,6 +330,11 @@ async fn snapshot_plus_stream_equals_the_final_table() {
             .contains("(snapshot)")
     );
 
+    let streamed = txns
+        .iter()
+        .filter(|t| !t.commit.id.starts_with("snapshot:"))
+        .count();
+    assert!(streamed > 1, "writes went on during the snapshot");
     let mut state = BTreeMap::new();
     for t in &txns {
         apply(&mut state, t);
@@ -443,6 +464,51 @@ async fn a_killed_connection_is_resumed_without_gaps() {
         .map(|t| t.commit.id.to_string())
         .collect();
     assert_eq!(ids, all);
+    src.shutdown.cancel();
+    src.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn unmapped_transactions_only_report_progress() {
+    let db = database("ordo_idle").await;
+    let unmapped = database("ordo_idle_other").await;
+    let mut c = admin().await;
+    c.query_drop(format!("CREATE TABLE `{unmapped}`.u (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let mut src = start(config("ordo", "ordo", Snapshot::Never, vec![]), &db, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut last = String::new();
+    for i in 0..50 {
+        last = exec(
+            &mut c,
+            &[&format!("INSERT INTO `{unmapped}`.u VALUES ({i})")],
+        )
+        .await;
+    }
+    let gtid: ordo_kcop::Gtid = last.parse().unwrap();
+    let until = Instant::now() + DEADLINE;
+    let mut progress = 0;
+    loop {
+        match src
+            .events
+            .event(until)
+            .await
+            .expect("a progress report covering the writes")
+        {
+            ordo_kcop::SourceEvent::Progress(p) => {
+                progress += 1;
+                if gtid_set(&p).contains(&gtid) {
+                    break;
+                }
+            }
+            other => panic!("only progress expected, got {other:?}"),
+        }
+    }
+    assert!(
+        progress <= 5,
+        "progress is rate limited ({progress} reports for 50 transactions)"
+    );
     src.shutdown.cancel();
     src.task.await.unwrap().unwrap();
 }

@@ -68,11 +68,13 @@ enum Cmp {
     Time,
     DateTime,
     Bits(usize),
+    Int,
 }
 
 fn oracle(name: &str, kind: &ColumnKind) -> (String, Cmp) {
     let c = format!("`{name}`");
     match (name, kind) {
+        ("yr", _) => (format!("CAST({c} AS CHAR)"), Cmp::Int),
         ("f", _) => (format!("CAST({c} AS CHAR)"), Cmp::Float32),
         ("db", _) => (format!("CAST({c} AS CHAR)"), Cmp::Float64),
         ("b10", _) => (format!("LPAD(BIN({c}), 10, '0')"), Cmp::Bits(10)),
@@ -105,6 +107,7 @@ fn same(v: &Value, server: Option<&str>, cmp: Cmp) -> bool {
             s.parse::<Timestamp>().is_ok_and(|p| p == *t)
         }
         (Cmp::Bits(n), Value::Bits(b)) => b.len == n && b.to_string() == s,
+        (Cmp::Int, Value::Int(i)) => s.parse::<i64>().is_ok_and(|p| p == *i),
         (Cmp::Text, v) => text(v) == s,
         _ => false,
     }

@@ -183,7 +183,38 @@ pub(crate) fn incident(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mysql_async::binlog::events::{BinlogEventFooter, FormatDescriptionEvent};
+    use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion};
+
     use super::*;
+
+    /// The TABLE_MAP of `table_map`'s test as MariaDB sent it: header, body, CRC32.
+    fn table_map_event(flip: Option<usize>) -> Event {
+        let mut bytes = hex::decode("b502036b13010000007f000000d70900000000").unwrap();
+        bytes.extend(crate::mysql::table_map::tests::event());
+        bytes.extend(hex::decode("92a71fa2").unwrap());
+        if let Some(i) = flip {
+            bytes[i] ^= 1;
+        }
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4).with_footer(
+            BinlogEventFooter::new(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32),
+        );
+        Event::read(&fde, &bytes[..]).unwrap()
+    }
+
+    #[test]
+    fn checksums_are_verified() {
+        assert_eq!(payload(&table_map_event(None)).unwrap().len(), 104);
+        assert!(
+            payload(&table_map_event(Some(40)))
+                .unwrap_err()
+                .contains("checksum")
+        );
+        assert!(
+            payload(&table_map_event(Some(2))).is_err(),
+            "the header is covered too"
+        );
+    }
 
     #[test]
     fn classifies_group_statements() {

@@ -12,13 +12,19 @@ pub(crate) mod flags {
     pub(crate) const STANDALONE: u8 = 0x01;
     /// A commit id follows (group commit).
     pub(crate) const GROUP_COMMIT_ID: u8 = 0x02;
+    /// The group is an `XA PREPARE`d transaction (its rows; ended by XA_PREPARE).
+    pub(crate) const PREPARED_XA: u8 = 0x40;
+    /// The group is the `XA COMMIT` or `XA ROLLBACK` of a prepared transaction.
+    pub(crate) const COMPLETED_XA: u8 = 0x80;
 }
 
 /// A parsed GTID event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GtidEvent {
     pub(crate) gtid: Gtid,
     pub(crate) flags: u8,
+    /// The XA transaction id (format id, gtrid, bqual) of an XA group.
+    pub(crate) xid: Option<Vec<u8>>,
 }
 
 impl GtidEvent {
@@ -37,6 +43,16 @@ pub(crate) fn parse(data: &[u8], server_id: u32) -> Result<GtidEvent, Short> {
     if flags & flags::GROUP_COMMIT_ID != 0 {
         r.u64()?;
     }
+    let xid = if flags & (flags::PREPARED_XA | flags::COMPLETED_XA) != 0 {
+        let format = r.take(4)?;
+        let gtrid = usize::from(r.u8()?);
+        let bqual = usize::from(r.u8()?);
+        let mut id = format.to_vec();
+        id.extend_from_slice(r.take(gtrid + bqual)?);
+        Some(id)
+    } else {
+        None
+    };
     Ok(GtidEvent {
         gtid: Gtid {
             domain,
@@ -44,6 +60,7 @@ pub(crate) fn parse(data: &[u8], server_id: u32) -> Result<GtidEvent, Short> {
             seq,
         },
         flags,
+        xid,
     })
 }
 

@@ -37,6 +37,7 @@ mod schema;
 mod snapshot;
 mod table_map;
 mod txn;
+mod types;
 mod values;
 mod wire;
 

@@ -322,7 +322,7 @@ fn convert(
     kind: &ColumnKind,
 ) -> Result<Convert, MysqlSourceError> {
     let cs = || match &cc.collation {
-        Some(c) => registry.charset_of_name(table, &cc.name, c),
+        Some(c) => registry.types.charset_of_name(table, &cc.name, c),
         None => Ok(Charset::Binary),
     };
     Ok(match kind {

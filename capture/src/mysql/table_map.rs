@@ -317,18 +317,18 @@ fn labels(map: &mut TableMap, v: &mut Reader<'_>, kind: u8) -> Result<(), Short>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The body of a TABLE_MAP event MariaDB 10.11 logged for
     /// `t(id int primary key, y year, u int unsigned, m mediumint, b bit(10), e enum('a','b'),
     /// s set('x','y'), uu uuid, j json, c char(4), bn binary(4))`.
-    const EVENT: &str = "17000000000001000770726f62655f78000174000b030d030910fefefefcfefe\
+    pub(crate) const EVENT: &str = "17000000000001000770726f62655f78000174000b030d030910fefefefcfefe\
         0d0201f701f801fe1004fe10fe04fe0701016003043f2e2d3f04190269640179\
         0175016d016201650173027575016a016302626e0a012d050502017801790605\
         0201610162080100";
 
-    fn event() -> Vec<u8> {
+    pub(crate) fn event() -> Vec<u8> {
         let hex: String = EVENT.chars().filter(|c| !c.is_whitespace()).collect();
         hex::decode(hex).unwrap()
     }

@@ -18,6 +18,7 @@
 //! The commit and restart position of a transaction is the executed GTID set after it (all
 //! domains) and the binlog coordinates of its last event's end.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use ordo_kcop::{
 
 use super::error::MysqlSourceError;
 use super::events::{self, QueryKind, kind};
-use super::gtid::{self, GtidEvent};
+use super::gtid::{self, GtidEvent, flags};
 use super::rows;
 use super::schema::SchemaRegistry;
 use crate::source::{Batcher, TableFilter};
@@ -61,6 +62,8 @@ pub(crate) struct Assembler {
     resume: GtidSet,
     file: String,
     group: Option<Group>,
+    /// XA transactions whose prepared rows were handed on, until their XA COMMIT/ROLLBACK.
+    prepared: HashSet<Vec<u8>>,
     progress_pending: bool,
     last_progress: Instant,
 }
@@ -90,6 +93,7 @@ impl Assembler {
             file: coord.file.clone(),
             coord,
             group: None,
+            prepared: HashSet::new(),
             progress_pending: false,
             last_progress: Instant::now(),
         }
@@ -335,7 +339,10 @@ impl Assembler {
                 self.end_group(ev, out).await
             }
             QueryKind::XaRollback => {
-                tracing::warn!(statement = %String::from_utf8_lossy(sql), "xa rollback of a prepared transaction: its rows, if any table is mapped, were published when it was prepared");
+                let xid = self.group.as_ref().and_then(|g| g.ev.xid.clone());
+                if xid.is_some_and(|x| self.prepared.remove(&x)) {
+                    tracing::warn!(statement = %String::from_utf8_lossy(sql), "xa rollback of a prepared transaction whose rows were already handed on when it was prepared");
+                }
                 self.end_group(ev, out).await
             }
             QueryKind::Other => {
@@ -352,6 +359,13 @@ impl Assembler {
         let Some(g) = self.group.take() else {
             return Ok(());
         };
+        if let Some(xid) = &g.ev.xid {
+            if g.ev.flags & flags::PREPARED_XA != 0 && g.begun {
+                self.prepared.insert(xid.clone());
+            } else if g.ev.flags & flags::COMPLETED_XA != 0 {
+                self.prepared.remove(xid);
+            }
+        }
         self.executed.advance(g.ev.gtid);
         self.coord = BinlogCoord {
             file: self.file.clone(),
