@@ -63,3 +63,21 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// The `ordo` binary, built on first use (`cargo build -p ordo-capture --bin ordo`).
+pub fn ordo_binary() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "ordo-capture", "--bin", "ordo"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build for the ordo binary");
+        assert!(status.success(), "building the ordo binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+        target.join("debug").join("ordo")
+    })
+    .clone()
+}

@@ -1,0 +1,279 @@
+//! The producing side's invariant under crashes: kill -9 the daemon at random moments during a
+//! concurrent multi-table workload, restart it each time; in the end the commit stream holds
+//! exactly one record per committed source transaction, in commit order, with dense sequence
+//! numbers, each listing exactly records whose headers match.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ordo_tcc::commit_stream::CommitRecord;
+use ordo_tests::capture::ordo_binary;
+use ordo_tests::kafka::{Record, read_all};
+use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use rand::{Rng, SeedableRng};
+
+const WRITERS: usize = 3;
+const TXNS_PER_WRITER: usize = 60;
+const KILLS: usize = 6;
+
+fn spawn_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(ordo_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start ordo")
+}
+
+async fn writer(url: String, id: usize, seed: u64) -> Vec<u32> {
+    let c = pg_connect(&url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut xids = Vec::new();
+    for i in 0..TXNS_PER_WRITER {
+        let order = (id * 10_000 + i) as i32;
+        let lines = rng.random_range(1..4);
+        let mut sql = format!(
+            "BEGIN; INSERT INTO orders VALUES ({order}, 'w{id}', {});",
+            rng.random_range(1..500)
+        );
+        for l in 0..lines {
+            sql.push_str(&format!(
+                "INSERT INTO lines VALUES ({order}, {l}, 'sku{l}');"
+            ));
+        }
+        if i % 5 == 4 {
+            sql.push_str(&format!(
+                "UPDATE orders SET amount = amount + 1 WHERE id = {};",
+                order - 1
+            ));
+            sql.push_str(&format!(
+                "DELETE FROM lines WHERE order_id = {} AND line_no = 0;",
+                order - 1
+            ));
+        }
+        sql.push_str("INSERT INTO audit VALUES (DEFAULT, txid_current()::text);");
+        let rows = c
+            .simple_query(&format!("{sql} SELECT txid_current()::int4; COMMIT;"))
+            .await
+            .unwrap();
+        let xid = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(0).map(|v| v.parse::<u32>().unwrap())
+                }
+                _ => None,
+            })
+            .unwrap();
+        xids.push(xid);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+    }
+    xids
+}
+
+fn commit_records(topic: &str) -> Vec<CommitRecord> {
+    read_all(topic)
+        .iter()
+        .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction() {
+    let (_db, url) = pg_create_database("crash").await;
+    let prefix = unique_name("crash");
+    let s = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ordo.yaml");
+    let log = std::env::temp_dir().join(format!("{prefix}.log"));
+    std::fs::write(
+        &config,
+        format!(
+            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {}\n    tls: {{ mode: disable }}\n    slot: {prefix}\n    publication: {prefix}\n    snapshot: never\n    spill_dir: {}\n    status_interval_ms: 100\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {prefix}.commits\n  topic_partitions: 3\nmappings:\n  - tables: [\"public.orders\", \"public.lines\", \"public.audit\"]\n    outputs:\n      - topic: \"{prefix}.{{table}}\"\n        format: json\n",
+            s.pg_host,
+            s.pg_port,
+            _db,
+            dir.path().join("spill").display(),
+            s.kafka
+        ),
+    )
+    .unwrap();
+    let c = pg_connect(&url).await;
+    c.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text, amount int);
+         CREATE TABLE lines (order_id int, line_no int, sku text, PRIMARY KEY (order_id, line_no));
+         CREATE TABLE audit (id serial PRIMARY KEY, note text);",
+    )
+    .await
+    .unwrap();
+
+    let mut daemon = spawn_daemon(&config, &log);
+    let slot = prefix.clone();
+    wait_until("the slot to exist", Duration::from_secs(60), || {
+        let c = &c;
+        let slot = slot.clone();
+        async move {
+            (!c.query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(writer(url.clone(), w + 1, w as u64 * 7 + 1)))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for k in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        daemon.kill().unwrap(); // SIGKILL
+        daemon.wait().unwrap();
+        if k % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
+        }
+        daemon = spawn_daemon(&config, &log);
+    }
+    let mut committed = BTreeSet::new();
+    for w in writers {
+        committed.extend(w.await.unwrap());
+    }
+    let expected = committed.len();
+    let commits_topic = format!("{prefix}.commits");
+    let records = wait_until(
+        &format!("{expected} commit records (log: {})", log.display()),
+        Duration::from_secs(120),
+        || {
+            let t = commits_topic.clone();
+            async move {
+                let recs = tokio::task::spawn_blocking(move || commit_records(&t))
+                    .await
+                    .unwrap();
+                (recs.len() >= expected).then_some(recs)
+            }
+        },
+    )
+    .await;
+    // SIGTERM: a clean stop after the crashes.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let status = daemon.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful stop exit status {status:?}; log: {}",
+        log.display()
+    );
+    let records = {
+        let t = commits_topic.clone();
+        let again = tokio::task::spawn_blocking(move || commit_records(&t))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.len(),
+            records.len(),
+            "no commit record after the graceful stop"
+        );
+        again
+    };
+
+    assert_eq!(
+        records.len(),
+        expected,
+        "exactly one commit record per committed transaction"
+    );
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=expected as u64).collect::<Vec<_>>(),
+        "dense sequence numbers"
+    );
+    let txns: BTreeSet<u32> = records.iter().map(|r| r.txn.parse().unwrap()).collect();
+    assert_eq!(
+        txns, committed,
+        "the commit stream lists exactly the committed transactions"
+    );
+    let lsns: Vec<ordo_kcop::Position> = records
+        .iter()
+        .map(|r| r.position.parse().unwrap())
+        .collect();
+    let lsns: Vec<u64> = lsns
+        .iter()
+        .map(|p| {
+            if let ordo_kcop::Position::Postgres(l) = p {
+                l.0
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert!(
+        lsns.windows(2).all(|w| w[0] < w[1]),
+        "commit order (commit LSNs increase)"
+    );
+
+    let mut data: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for t in ["orders", "lines", "audit"] {
+        let topic = format!("{prefix}.{t}");
+        let recs = tokio::task::spawn_blocking({
+            let topic = topic.clone();
+            move || read_all(&topic)
+        })
+        .await
+        .unwrap();
+        data.insert(topic, recs);
+    }
+    let mut listed = 0;
+    for r in &records {
+        let mut ops = Vec::new();
+        for p in &r.parts {
+            let mut seen = BTreeSet::new();
+            for rec in data[&p.topic].iter().filter(|d| {
+                d.partition == p.partition
+                    && d.offset >= p.first
+                    && d.offset <= p.last
+                    && d.header("ordo.txn") == Some(&r.txn)
+            }) {
+                let op: u64 = rec.header("ordo.op").unwrap().parse().unwrap();
+                if seen.insert(op) {
+                    ops.push(op);
+                }
+            }
+            assert_eq!(
+                seen.len() as u64,
+                p.count,
+                "txn {} on {}/{}",
+                r.txn,
+                p.topic,
+                p.partition
+            );
+            listed += seen.len();
+        }
+        ops.sort_unstable();
+        assert_eq!(
+            ops,
+            (0..r.ops).collect::<Vec<_>>(),
+            "txn {} has each op exactly once",
+            r.txn
+        );
+    }
+    let total: usize = data.values().map(Vec::len).sum();
+    println!(
+        "{} transactions, {listed} listed records, {} orphan records from killed runs",
+        records.len(),
+        total - listed
+    );
+}
