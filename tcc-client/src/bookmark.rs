@@ -7,7 +7,7 @@
 //! # Encoding
 //! [`Bookmark::to_bytes`] writes a version byte (1), a flags byte (bit 0: an operation index
 //! follows), then the commit offset, the sequence number and the operation index as unsigned
-//! LEB128 varints: 4 to 30 bytes. The string form ([`Display`](std::fmt::Display) /
+//! LEB128 varints: 4 to 31 bytes. The string form ([`Display`](std::fmt::Display) /
 //! [`FromStr`]) is those bytes in URL-safe base64 without padding. Applications should store
 //! either form as an opaque token.
 
@@ -100,7 +100,7 @@ impl Bookmark {
         self.op
     }
 
-    /// The binary form (4 to 30 bytes).
+    /// The binary form (4 to 31 bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16);
         out.push(VERSION);
@@ -281,7 +281,7 @@ mod tests {
         fn round_trips(b in any_bookmark()) {
             prop_assert_eq!(Bookmark::from_bytes(&b.to_bytes()).unwrap(), b);
             prop_assert_eq!(b.to_string().parse::<Bookmark>().unwrap(), b);
-            prop_assert!(b.to_bytes().len() <= 30);
+            prop_assert!(b.to_bytes().len() <= 31);
         }
 
         #[test]

@@ -41,8 +41,9 @@ pub struct TccConfig {
     /// librdkafka client properties (security, timeouts, `client.id`...). The consumer sets
     /// these itself and overrides them: `enable.auto.commit`, `enable.auto.offset.store`,
     /// `enable.partition.eof`, `auto.offset.reset`. It sets `group.id` (required by
-    /// librdkafka for partition assignment; no group is joined and nothing is committed) and
-    /// `queued.max.messages.kbytes` (8192, the read-ahead per data partition) unless given.
+    /// librdkafka for partition assignment; no group is joined and nothing is committed),
+    /// `queued.max.messages.kbytes` (2048: the read-ahead per data partition, which bounds
+    /// memory), `fetch.wait.max.ms` (50) and `fetch.queue.backoff.ms` (20) unless given.
     pub properties: BTreeMap<String, String>,
     /// The commit-stream topic (one partition) the capture daemon writes.
     pub commit_topic: String,
@@ -80,7 +81,7 @@ const FORCED: [(&str, &str); 4] = [
 /// Properties the consumer sets unless the user does.
 const DEFAULTS: [(&str, &str); 4] = [
     ("group.id", "ordo-tcc"),
-    ("queued.max.messages.kbytes", "8192"),
+    ("queued.max.messages.kbytes", "2048"),
     // A seek or a new partition waits for the fetch in flight, which the broker holds up to
     // this long when the other partitions are at their end (librdkafka: 500).
     ("fetch.wait.max.ms", "50"),
@@ -200,7 +201,7 @@ mod tests {
             .client_config();
         assert_eq!(cfg.get("enable.partition.eof"), Some("true"));
         assert_eq!(cfg.get("group.id"), Some("mine"));
-        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("8192"));
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("2048"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What can go wrong while following the commit stream.
 //!
-//! Every error ends the stream: the consumer never skips data on its own. Integrity errors
-//! ([`TccError::MissingRecords`], [`TccError::SequenceGap`]) carry a bookmark that lets the
-//! application go on past the problem deliberately.
+//! Every error ends the stream: the consumer never skips data on its own. For the integrity
+//! errors [`TccError::MissingRecords`] and [`TccError::SequenceGap`],
+//! [`TccError::resume_past`] gives a bookmark with which the application may deliberately go
+//! on past the problem.
 
 use std::fmt;
 
@@ -12,6 +13,43 @@ use crate::bookmark::Bookmark;
 use crate::commit_stream::CommitRecordError;
 
 /// An error of the transactionally consistent consumer.
+///
+/// # Examples
+///
+/// An application that retries environment problems and stops on integrity problems:
+///
+/// ```no_run
+/// use futures::TryStreamExt as _;
+/// use ordo_tcc::{Bookmark, Start, TccConfig, TccConsumer, TccError};
+///
+/// async fn process(start: Start) -> Result<Option<Bookmark>, TccError> {
+///     let cfg = TccConfig::new("localhost:9092", "shop.commits", start);
+///     let mut last = None;
+///     let mut txns = TccConsumer::new(cfg)?.transactions();
+///     while let Some(txn) = txns.try_next().await? {
+///         last = Some(txn.bookmark); // ... after applying txn
+///     }
+///     Ok(last)
+/// }
+///
+/// # async fn example(mut start: Start) {
+/// loop {
+///     match process(start).await {
+///         Ok(_) => break,
+///         Err(e) if e.is_transient() => {
+///             eprintln!("{e}; retrying");
+///             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+///             // resume from the last bookmark stored with the results
+///         }
+///         Err(e) => {
+///             // An operator decides; `e.resume_past()` would skip a broken transaction.
+///             eprintln!("stopping: {e}");
+///             break;
+///         }
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TccError {
@@ -54,7 +92,7 @@ pub enum TccError {
 
     /// A commit record's `seq` is not the previous one plus one.
     #[error(
-        "commit stream sequence gap at offset {offset}: expected seq {expected}, found {found}; commit records were deleted or two capture daemons write to the same commit topic; to accept the gap, resume from the `accept` bookmark of this error"
+        "commit stream sequence gap at offset {offset}: expected seq {expected}, found {found}; commit records were deleted or two capture daemons write to the same commit topic; to accept the gap, resume from this error's resume_past() bookmark"
     )]
     SequenceGap {
         /// Offset of the offending commit record.
@@ -63,8 +101,6 @@ pub enum TccError {
         expected: u64,
         /// The one that came.
         found: u64,
-        /// Resumes at the offending record, accepting the gap.
-        accept: Bookmark,
     },
 
     /// The bookmark does not fit the commit stream.
@@ -97,7 +133,7 @@ pub enum TccError {
 
     /// Records a commit record lists are not in their data partition.
     #[error(
-        "transaction {txn} (commit seq {seq}) lists {expected} records at offsets {first}..={last} of {topic} partition {partition}, but only {found} could be read: {reason}; the records were deleted (retention, recreated topic) or the commit record is wrong; to go on without them, resume from the `skip` bookmark of this error"
+        "transaction {txn} (commit seq {seq}) lists {expected} records at offsets {first}..={last} of {topic} partition {partition}, but only {found} could be read: {reason}; the records were deleted (retention, recreated topic) or written out of operation order, or the commit record is wrong; to go on without them, resume from this error's resume_past() bookmark"
     )]
     MissingRecords {
         /// Data topic.
@@ -112,14 +148,14 @@ pub enum TccError {
         txn: String,
         /// Commit sequence number.
         seq: u64,
+        /// Offset of the commit record.
+        commit_offset: i64,
         /// Records listed.
         expected: u64,
         /// Records found.
         found: u64,
         /// Why reading stopped.
         reason: MissingReason,
-        /// Resumes after this transaction, skipping it.
-        skip: Bookmark,
     },
 
     /// A data record carries the transaction's id but unusable `ordo.*` headers.
@@ -217,6 +253,22 @@ impl TccError {
                     | RDKafkaErrorCode::CoordinatorNotAvailable
             )
         )
+    }
+
+    /// A bookmark that goes on past the problem, for an application that decides to: after
+    /// the transaction whose records are missing, or accepting a sequence gap. `None` for
+    /// other errors.
+    pub fn resume_past(&self) -> Option<Bookmark> {
+        match *self {
+            TccError::MissingRecords {
+                commit_offset, seq, ..
+            } => Some(Bookmark::after_transaction(commit_offset, seq)),
+            // Offsets start at 0 and a gap needs a record before it: offset >= 1, found >= 1.
+            TccError::SequenceGap { offset, found, .. } if offset > 0 && found > 0 => {
+                Some(Bookmark::after_transaction(offset - 1, found - 1))
+            }
+            _ => None,
+        }
     }
 
     /// Whether the error says the data is incomplete or inconsistent (as opposed to an

@@ -28,8 +28,10 @@
 //!    Each record's `seq` must be the previous one plus one.
 //! 2. For each part of the commit record on a wanted topic (`topic`, `partition`, `first`,
 //!    `last`, `count`), position the data partition at `first`: it is assigned the first time
-//!    it is needed, read through when `first` is a little ahead, sought otherwise (also
-//!    backwards: transactions' ranges may interleave).
+//!    it is needed, read on when `first` is at or a little after its position, sought when
+//!    far after. When `first` is before its position (transactions written concurrently
+//!    interleave their ranges), the records the previous transactions passed over are
+//!    replayed from memory (up to 1 MiB per partition), or else the partition seeks back.
 //! 3. On each partition, a record belongs to the transaction when its offset is within
 //!    `[first, last]` and its `ordo.txn` header is the transaction's id. Its (`ordo.op`,
 //!    `ordo.sub`) must rise; one that does not is a duplicate and dropped. The partition is
@@ -46,7 +48,10 @@
 //! Transactions come in commit-record order, which is source commit order. Inside a
 //! transaction, operations come by `op_index` and an operation's records by sub-index,
 //! whatever topics and partitions they are on. Operations without records on the wanted
-//! topics are absent, so indexes may have holes.
+//! topics are absent, so indexes may have holes. The merge relies on the daemon writing a
+//! transaction's records to each partition in operation order (its producer is idempotent);
+//! a record out of that order is taken for a duplicate, and the transaction then lacks a
+//! record: an error, never a misordered delivery.
 //!
 //! # Resumption
 //! Every [`TccTransaction`] and [`TccOperation`] carries a [`Bookmark`] naming the commit
@@ -55,14 +60,22 @@
 //! next transactions. Store the bookmark atomically with the effects of what it follows, and
 //! the application processes every operation exactly once across restarts.
 //!
+//! # Memory
+//! [`TccConsumer::transactions`] holds one whole transaction at a time.
+//! [`TccConsumer::operations`] holds, per data partition, one record, librdkafka's read-ahead
+//! (`queued.max.messages.kbytes`, 2 MiB by default) and at most 1 MiB of records kept for
+//! interleaved transactions, plus up to 256 operations on their way to the application:
+//! bounded whatever the size of a transaction.
+//!
 //! # Error handling
 //! Nothing is skipped silently. A listed record that cannot be read (deleted by retention,
 //! range exhausted, partition too short) ends the stream with
 //! [`TccError::MissingRecords`], naming the topic, partition, offsets and transaction; a
 //! hole in the commit sequence with [`TccError::SequenceGap`]; an undecodable commit record
-//! with [`TccError::CommitRecord`]. The integrity errors carry a bookmark with which the
-//! application may deliberately go on. [`TccError::is_transient`] tells which errors are
-//! worth a retry from the last bookmark.
+//! with [`TccError::CommitRecord`]. For the first two, [`TccError::resume_past`] gives a
+//! bookmark with which the application may deliberately go on. [`TccError::is_transient`]
+//! tells which errors are worth a retry from the last bookmark. A stream ends after its
+//! first error.
 
 pub mod bookmark;
 pub mod commit_stream;

@@ -48,9 +48,9 @@ impl fmt::Debug for TccConsumer {
 }
 
 impl TccConsumer {
-    /// Creates the Kafka client and assigns the commit partition at `cfg.start` (librdkafka
-    /// starts prefetching it). Data partitions are assigned when a transaction first needs
-    /// them, once a stream is created.
+    /// Checks the settings and creates the Kafka client. Nothing is read before a stream is
+    /// created: then the commit partition is assigned at `cfg.start`, and each data partition
+    /// when a transaction first needs it.
     ///
     /// # Errors
     /// [`TccError::Config`] for unusable settings, [`TccError::Kafka`] when librdkafka

@@ -1,5 +1,6 @@
 //! Transactions come out whole, in commit and operation order, with exactly their records,
 //! whatever else the data partitions hold. Against the real broker of `scripts/stack`.
+#![allow(clippy::unwrap_used)] // helpers of tests may unwrap too
 
 mod common;
 
@@ -93,7 +94,7 @@ async fn duplicates_orphans_and_foreign_records_never_reach_the_application() {
 
     // The partitions really hold more than the transactions' records.
     let real: usize = txns.iter().map(|t| t.records.len()).sum();
-    let total = total_records(&data).await;
+    let total = total_records(&data);
     assert!(
         total > real + real / 3,
         "noise: {total} records for {real} real ones"
@@ -129,7 +130,7 @@ async fn duplicates_orphans_and_foreign_records_never_reach_the_application() {
     );
 }
 
-async fn total_records(topics: &[String]) -> usize {
+fn total_records(topics: &[String]) -> usize {
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", common::kafka())
@@ -143,4 +144,76 @@ async fn total_records(topics: &[String]) -> usize {
         }
     }
     total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_transactions_come_out_right_however_large() {
+    // Records of the second transaction inside the first one's range are replayed from
+    // memory when few, and re-read with a seek when more than the consumer keeps (1 MiB).
+    let commit = unique("interleave-commits");
+    let data = unique("interleave-data");
+    create_topics(&[(&commit, 1), (&data, 1)]).await;
+    let mut rng = plan::rng(5);
+    let txn = |id: &str, ops: u64, value_len: usize| plan::Txn {
+        id: id.to_owned(),
+        ops,
+        records: (0..ops)
+            .map(|op| common::DataRecord {
+                topic: data.clone(),
+                partition: 0,
+                txn: id.to_owned(),
+                op,
+                sub: 0,
+                key: op.to_string().into_bytes(),
+                value: format!("{id}/{op}/{}", "x".repeat(value_len)).into_bytes(),
+            })
+            .collect(),
+    };
+    let txns = [
+        txn("small-a", 50, 10),
+        txn("small-b", 50, 10),
+        txn("big-a", 300, 8000),
+        txn("big-b", 300, 8000),
+    ];
+    let mut daemon = Daemon::new(&commit);
+    plan::write_interleaved(&mut daemon, &txns[0], &txns[1], &mut rng).await;
+    plan::write_interleaved(&mut daemon, &txns[2], &txns[3], &mut rng).await;
+
+    let got = all_transactions(config(&commit, Start::Beginning))
+        .await
+        .unwrap();
+    assert_eq!(by_txn(&got), plan::expected(&txns, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_without_records_comes_with_no_operations() {
+    // The daemon writes a commit record (n = 0, no parts) when a KCOP filtered everything out.
+    let (commit, data) = topics("empty").await;
+    let mut rng = plan::rng(7);
+    let txns = plan::random_txns(&mut rng, &data, 4, 2, 5);
+    let mut daemon = Daemon::new(&commit);
+    plan::write(&mut daemon, &txns[..1], &mut rng, false).await;
+    let empty = daemon.commit_for("filtered", 3, &[]);
+    daemon.write_commit(&empty).await;
+    plan::write(&mut daemon, &txns[1..], &mut rng, false).await;
+
+    let got = all_transactions(config(&commit, Start::Beginning))
+        .await
+        .unwrap();
+    let ids: Vec<_> = got
+        .iter()
+        .map(|t| (t.commit.txn.as_str(), t.operations.len()))
+        .collect();
+    assert_eq!(ids[1], ("filtered", 0));
+    assert_eq!(got.len(), 3);
+    let ops = common::all_operations(config(&commit, Start::Beginning))
+        .await
+        .unwrap();
+    assert!(ops.iter().all(|op| op.commit.txn != "filtered"));
+    // The bookmark of the empty transaction resumes after it.
+    let rest = all_transactions(config(&commit, Start::Bookmark(got[1].bookmark)))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].commit.txn, got[2].commit.txn);
 }

@@ -21,13 +21,13 @@ const SERVE_EVERY: Duration = Duration::from_millis(250);
 pub(crate) enum Halt {
     /// The application dropped the stream.
     Stopped,
-    /// An error to hand to the application.
-    Failed(TccError),
+    /// An error to hand to the application (boxed: errors are rare, results are not).
+    Failed(Box<TccError>),
 }
 
 impl From<TccError> for Halt {
     fn from(e: TccError) -> Self {
-        Halt::Failed(e)
+        Halt::Failed(Box::new(e))
     }
 }
 
@@ -63,7 +63,7 @@ impl Control {
         idle: Duration,
     ) -> Result<Polled<'q>, Halt> {
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % 1024 == 0 && self.served.elapsed() > SERVE_EVERY {
+        if self.polls.is_multiple_of(1024) && self.served.elapsed() > SERVE_EVERY {
             self.serve()?;
         }
         let started = Instant::now();
@@ -88,10 +88,11 @@ impl Control {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
-                    return Err(Halt::Failed(TccError::Kafka {
+                    return Err(TccError::Kafka {
                         what: "consume (fatal client error)".into(),
                         source: KafkaError::MessageConsumptionFatal(code),
-                    }));
+                    }
+                    .into());
                 }
                 Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
                 Some(Ok(msg)) => tracing::warn!(

@@ -6,6 +6,8 @@
 //! a fraction of a second once the stream is dropped.
 
 mod control;
+mod cursor;
+mod kept;
 mod merge;
 mod partitions;
 
@@ -31,7 +33,7 @@ pub(crate) type Consumer = BaseConsumer<DefaultConsumerContext>;
 pub(crate) type Queue = PartitionQueue<DefaultConsumerContext>;
 
 /// Events between the reader thread and the streams.
-pub(crate) const CHANNEL_CAPACITY: usize = 1024;
+pub(crate) const CHANNEL_CAPACITY: usize = 256;
 
 /// What the reader thread hands to the streams.
 #[derive(Debug)]
@@ -49,11 +51,13 @@ pub(crate) enum Event {
     Failed(TccError),
 }
 
-/// A consumer with its commit partition assigned, not yet reading.
+/// A consumer set up to follow the commit stream, not yet reading.
 pub(crate) struct Reader {
     consumer: Arc<Consumer>,
     commit_topic: String,
     commit_queue: Queue,
+    /// Where the commit partition starts.
+    commit_start: rdkafka::Offset,
     wanted: Option<HashSet<String>>,
     /// The offset the commit partition starts at, when known (resumption).
     start_offset: Option<i64>,
@@ -67,7 +71,7 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Creates the client and assigns the commit partition at the start position.
+    /// Creates the client; nothing is assigned yet.
     pub(crate) fn new(cfg: &TccConfig) -> Result<Self, TccError> {
         cfg.validate()?;
         let consumer: Consumer = cfg
@@ -102,19 +106,11 @@ impl Reader {
                 }
             },
         };
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(&cfg.commit_topic, 0, offset)
-            .map_err(TccError::kafka("name the commit partition"))?;
-        consumer
-            .incremental_assign(&tpl)
-            .map_err(TccError::kafka(format!(
-                "assign {} partition 0",
-                cfg.commit_topic
-            )))?;
         Ok(Reader {
             consumer,
             commit_topic: cfg.commit_topic.clone(),
             commit_queue,
+            commit_start: offset,
             wanted: cfg.topics.as_ref().map(|t| t.iter().cloned().collect()),
             start_offset,
             expected_seq,
@@ -143,12 +139,31 @@ impl Reader {
         let event = match self.follow(&mut ctl, &mut data) {
             Ok(()) => Event::End,
             Err(Halt::Stopped) => return,
-            Err(Halt::Failed(e)) => Event::Failed(e),
+            Err(Halt::Failed(e)) => Event::Failed(*e),
         };
         let _ = ctl.emit(event);
     }
 
+    /// Learns the wanted topics' metadata (so their partitions start fetching at once when
+    /// assigned, instead of after librdkafka's own lookup) and assigns the commit partition.
+    fn start(&self, data: &mut DataPartitions) -> Result<(), TccError> {
+        match &self.wanted {
+            Some(wanted) => wanted.iter().for_each(|topic| data.learn(topic)),
+            None => data.learn_all(),
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&self.commit_topic, 0, self.commit_start)
+            .map_err(TccError::kafka("name the commit partition"))?;
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(TccError::kafka(format!(
+                "assign {} partition 0",
+                self.commit_topic
+            )))
+    }
+
     fn follow(&mut self, ctl: &mut Control, data: &mut DataPartitions) -> Result<(), Halt> {
+        self.start(data)?;
         let wanted = self.wanted.take();
         let wants = |topic: &str| wanted.as_ref().is_none_or(|w| w.contains(topic));
         while let Some((commit_offset, commit)) = self.next_commit(ctl)? {
@@ -222,10 +237,6 @@ impl Reader {
                     offset,
                     expected,
                     found,
-                    accept: Bookmark::after_transaction(
-                        offset.saturating_sub(1),
-                        found.wrapping_sub(1),
-                    ),
                 }
             });
         }

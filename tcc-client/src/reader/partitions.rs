@@ -8,8 +8,13 @@
 //! merge pulls exactly from the partition whose head it needs. Partitions that run ahead
 //! stop being fetched once their queue holds `queued.max.messages.kbytes` (librdkafka applies
 //! it per partition queue), which bounds read-ahead without explicit pause/resume.
+//!
+//! A transaction's range usually starts where the previous one's ended: the partition reads
+//! on. When it starts before (interleaved transactions), the records are replayed from those
+//! [kept](super::kept) if they still are, else the partition seeks back; when it starts far
+//! ahead, the partition seeks forward instead of reading through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +22,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::kept::Kept;
 use super::{Consumer, Queue};
 use crate::error::TccError;
 
@@ -25,6 +31,7 @@ use crate::error::TccError;
 const READ_THROUGH: i64 = 4096;
 const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct DataPartition {
     pub(crate) topic: String,
@@ -32,12 +39,16 @@ pub(crate) struct DataPartition {
     pub(crate) queue: Queue,
     /// Offset of the next record the queue yields (or a later one).
     pub(crate) next: i64,
+    /// Undelivered records before `next`, for transactions whose range starts before it.
+    pub(crate) kept: Kept,
 }
 
 pub(crate) struct DataPartitions {
     pub(crate) consumer: Arc<Consumer>,
     pub(crate) list: Vec<DataPartition>,
     index: HashMap<String, HashMap<i32, usize>>,
+    /// Topics whose metadata was asked for.
+    known: HashSet<String>,
 }
 
 impl DataPartitions {
@@ -46,11 +57,13 @@ impl DataPartitions {
             consumer,
             list: Vec::new(),
             index: HashMap::new(),
+            known: HashSet::new(),
         }
     }
 
-    /// The partition's index in `list`, positioned so that its next record is at `first`, or
-    /// a little before it (records before `first` are then read and dropped).
+    /// The partition's index in `list`, positioned so that the records from `first` on can be
+    /// read: from the kept records then the queue, or from the queue, which may start a little
+    /// before `first` (records before it are then read and passed over).
     pub(crate) fn position(
         &mut self,
         topic: &str,
@@ -61,7 +74,8 @@ impl DataPartitions {
             return self.add(topic, partition, first);
         };
         let dp = &mut self.list[i];
-        if first < dp.next || first - dp.next > READ_THROUGH {
+        let replay = first < dp.next && dp.kept.covers(first);
+        if !replay && (first < dp.next || first - dp.next > READ_THROUGH) {
             tracing::debug!(topic, partition, from = dp.next, to = first, "seek");
             let seek = self
                 .consumer
@@ -78,11 +92,33 @@ impl DataPartitions {
                 assign(&self.consumer, topic, partition, first)?;
             }
             dp.next = first;
+            dp.kept.reset(first);
         }
         Ok(i)
     }
 
+    /// Asks for a topic's metadata once. librdkafka looks up the leader of a partition of an
+    /// unknown topic itself, but only after up to a second; asking first avoids that wait.
+    pub(crate) fn learn(&mut self, topic: &str) {
+        if self.known.insert(topic.to_owned())
+            && let Err(error) = self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        {
+            tracing::warn!(topic, %error, "could not read the topic's metadata; going on");
+        }
+    }
+
+    /// Asks for every topic's metadata (one request, before any fetch is in flight).
+    pub(crate) fn learn_all(&mut self) {
+        match self.consumer.fetch_metadata(None, METADATA_TIMEOUT) {
+            Ok(md) => self
+                .known
+                .extend(md.topics().iter().map(|t| t.name().to_owned())),
+            Err(error) => tracing::warn!(%error, "could not read the cluster's metadata; going on"),
+        }
+    }
+
     fn add(&mut self, topic: &str, partition: i32, first: i64) -> Result<usize, TccError> {
+        self.learn(topic);
         let queue = self
             .consumer
             .split_partition_queue(topic, partition)
@@ -97,6 +133,7 @@ impl DataPartitions {
             partition,
             queue,
             next: first,
+            kept: Kept::new(first),
         });
         self.index
             .entry(topic.to_owned())

@@ -1,6 +1,6 @@
 //! Test support: the broker of `scripts/stack`, topics, and a simulated capture daemon that
 //! writes data records and commit records exactly as ordo's does.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod plan;
 
@@ -200,6 +200,15 @@ impl Daemon {
     /// Writes a commit record (after the data it lists is acknowledged); its offset.
     pub async fn write_commit(&self, c: &CommitRecord) -> i64 {
         self.write_raw_commit(&c.encode()).await
+    }
+
+    /// Enqueues a commit record without waiting for it (commit records keep their order).
+    pub fn send_commit(&self, c: &CommitRecord) -> DeliveryFuture {
+        let bytes = c.encode();
+        let rec = FutureRecord::<(), _>::to(&self.commit_topic)
+            .partition(0)
+            .payload(&bytes);
+        self.producer.send_result(rec).map_err(|(e, _)| e).unwrap()
     }
 
     pub async fn write_raw_commit(&self, bytes: &[u8]) -> i64 {

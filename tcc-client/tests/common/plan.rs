@@ -149,7 +149,7 @@ async fn write_one(d: &mut Daemon, t: &Txn, rng: &mut StdRng, noise: bool) {
 
 /// Two transactions produced at once (records interleaved, each in its own order), committed
 /// in order: their ranges overlap.
-async fn write_interleaved(d: &mut Daemon, a: &Txn, b: &Txn, rng: &mut StdRng) {
+pub async fn write_interleaved(d: &mut Daemon, a: &Txn, b: &Txn, rng: &mut StdRng) {
     let (mut ia, mut ib) = (0, 0);
     let (mut fa, mut fb) = (Vec::new(), Vec::new());
     while ia < a.records.len() || ib < b.records.len() {
