@@ -2,7 +2,9 @@
 //! range: 1M rows of 6 mixed-type columns in 100-row transactions.
 //!
 //! Run in release: `cargo test --release -p ordo-capture --test mysql_bench -- --ignored --nocapture`
-//! (`ORDO_BENCH_ROWS` changes the row count).
+//! (`ORDO_BENCH_ROWS` changes the row count, `ORDO_BENCH_SHAPE=single` loads single-row
+//! INSERTs, 100 per transaction).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mysql_support;
 
@@ -46,16 +48,33 @@ async fn decode_throughput_against_mariadb_binlog() {
         .unwrap()
         .unwrap();
     let load = Instant::now();
+    // Shape A (default): one 100-row INSERT per transaction. Shape B
+    // (`ORDO_BENCH_SHAPE=single`): 100 single-row INSERTs per transaction.
+    let single = std::env::var("ORDO_BENCH_SHAPE").is_ok_and(|s| s == "single");
+    let row = |seq: u64| {
+        format!(
+            "({seq}, {}, 'row number {seq}', {seq} / 100, TIMESTAMP('2024-01-01') + INTERVAL {seq} \
+             SECOND + INTERVAL {} MICROSECOND, {seq} * 1.5)",
+            seq * 7,
+            seq % 1_000_000
+        )
+    };
     for k in 0..rows / 100 {
-        c.query_drop(format!(
-            "INSERT INTO bench SELECT seq, seq * 7, CONCAT('row number ', seq), seq / 100, \
-             TIMESTAMP('2024-01-01') + INTERVAL seq SECOND + INTERVAL (seq % 1000000) MICROSECOND, \
-             seq * 1.5 FROM seq_{}_to_{}",
-            k * 100 + 1,
-            k * 100 + 100
-        ))
-        .await
-        .unwrap();
+        let sql = if single {
+            let inserts: Vec<String> = (k * 100 + 1..=k * 100 + 100)
+                .map(|seq| format!("INSERT INTO bench VALUES {}", row(seq)))
+                .collect();
+            format!("BEGIN; {}; COMMIT", inserts.join("; "))
+        } else {
+            format!(
+                "INSERT INTO bench SELECT seq, seq * 7, CONCAT('row number ', seq), seq / 100, \
+                 TIMESTAMP('2024-01-01') + INTERVAL seq SECOND + INTERVAL (seq % 1000000) \
+                 MICROSECOND, seq * 1.5 FROM seq_{}_to_{}",
+                k * 100 + 1,
+                k * 100 + 100
+            )
+        };
+        c.query_drop(sql).await.unwrap();
     }
     let last: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
     let (end_file, end_pos): (String, u64) = c

@@ -1,5 +1,6 @@
 //! The MariaDB source against the stack's real MariaDB: transactions, DDL, XA, domains,
 //! snapshot, resume, reconnect and prerequisite checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mysql_support;
 
@@ -42,6 +43,9 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
         .await
         .unwrap();
     c.query_drop("CREATE TABLE other (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE aria (x INT) ENGINE=Aria")
         .await
         .unwrap();
     let unmapped = database("ordo_unmapped").await;
@@ -137,6 +141,8 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
         )
         .await,
     );
+    // A non-transactional engine ends its group with QUERY COMMIT; no primary key.
+    want.push(exec(&mut c, &["INSERT INTO aria VALUES (5), (6)"]).await);
     c.query_drop("SET SESSION gtid_domain_id = 0")
         .await
         .unwrap();
@@ -159,7 +165,7 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
         assert!(t.commit.commit_time.0 > 0);
         if let Position::MySql { coord, .. } = &t.commit.commit_position {
             assert!(
-                coord.pos > prev_pos || coord.file != "",
+                coord.pos > prev_pos || !coord.file.is_empty(),
                 "positions move forward"
             );
             prev_pos = coord.pos;
@@ -236,6 +242,13 @@ async fn transactions_ddl_xa_and_domains_arrive_in_commit_order() {
     );
     // Domain 7.
     assert!(txns[8].commit.id.starts_with("7-"));
+    let aria = &txns[9];
+    assert_eq!(aria.changes.len(), 2);
+    assert!(aria.changes[0].table.key.is_empty());
+    assert_eq!(
+        aria.changes[1].after.as_ref().unwrap(),
+        &vec![Value::Int(6)]
+    );
 
     src.shutdown.cancel();
     src.task.await.unwrap().unwrap();
@@ -464,6 +477,82 @@ async fn a_killed_connection_is_resumed_without_gaps() {
         .map(|t| t.commit.id.to_string())
         .collect();
     assert_eq!(ids, all);
+    src.shutdown.cancel();
+    src.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_lost_inside_a_transaction_sends_it_again_whole() {
+    let db = database("ordo_midtxn").await;
+    let mut c = admin().await;
+    c.query_drop(format!("USE `{db}`")).await.unwrap();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(100)) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let dump_threads =
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'";
+    let before: Vec<u64> = c.query(dump_threads).await.unwrap();
+    let mut src = start(config("ordo", "ordo", Snapshot::Never, vec![]), &db, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let big = exec(
+        &mut c,
+        &["INSERT INTO t SELECT seq, REPEAT('p', 100) FROM seq_1_to_100000"],
+    )
+    .await;
+    // Take the transaction's start, then cut the connection while the source waits for the
+    // pipeline in the middle of it.
+    let until = Instant::now() + DEADLINE;
+    let mut got = 0;
+    while got < 1000 {
+        if let Some(ordo_kcop::SourceEvent::Change(_)) = src.events.event(until).await {
+            got += 1;
+        }
+    }
+    let now: Vec<u64> = c.query(dump_threads).await.unwrap();
+    for id in now.iter().filter(|id| !before.contains(id)) {
+        let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    let after = exec(&mut c, &["INSERT INTO t VALUES (0, 'after')"]).await;
+    let mut rollbacks = 0;
+    let whole = loop {
+        match src
+            .events
+            .event(until)
+            .await
+            .expect("events until the next transaction")
+        {
+            ordo_kcop::SourceEvent::Rollback => rollbacks += 1,
+            ordo_kcop::SourceEvent::Begin(b) => {
+                let mut n = 0u64;
+                loop {
+                    match src.events.event(until).await.expect("the rest") {
+                        ordo_kcop::SourceEvent::Change(ch) => {
+                            assert_eq!(ch.op_index, n);
+                            n += 1;
+                        }
+                        ordo_kcop::SourceEvent::Commit(cm) => {
+                            assert_eq!(cm.change_count, n);
+                            break;
+                        }
+                        ordo_kcop::SourceEvent::Rollback => {
+                            rollbacks += 1;
+                            n = u64::MAX;
+                            break;
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                if n != u64::MAX {
+                    break Some((b.id.to_string(), n));
+                }
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(rollbacks, 1, "the half-sent transaction was discarded once");
+    assert_eq!(whole, Some((big, 100_000)), "then sent again whole");
+    let next = src.events.txn(until).await.unwrap();
+    assert_eq!(*next.commit.id, *after);
     src.shutdown.cancel();
     src.task.await.unwrap().unwrap();
 }

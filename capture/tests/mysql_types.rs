@@ -1,6 +1,7 @@
 //! Every column type round-trips through the MariaDB source, with the server as the oracle:
 //! each decoded value (from the snapshot, a streamed insert and a streamed delete's before
 //! image) must print as the server prints the stored value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mysql_support;
 

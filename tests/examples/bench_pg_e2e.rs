@@ -4,6 +4,7 @@
 //!
 //! Run: `scripts/stack up && cargo run --release -p ordo-tests --example bench_pg_e2e [rows]`
 //! (it builds the release `ordo` binary first).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

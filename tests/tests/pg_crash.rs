@@ -2,6 +2,7 @@
 //! concurrent multi-table workload, restart it each time; in the end the commit stream holds
 //! exactly one record per committed source transaction, in commit order, with dense sequence
 //! numbers, each listing exactly records whose headers match.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};

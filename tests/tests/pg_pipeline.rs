@@ -1,5 +1,6 @@
 //! PostgreSQL -> JSON KCOP -> broker, with the commit stream: exact records, one commit record
 //! per transaction in commit order, and a restart that resumes exactly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Smoke test of the test stack (`scripts/stack up`): each server answers with the settings
 //! that the end-to-end suites rely on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -147,20 +147,24 @@ async fn settings(conn: &mut Conn, cfg: &MysqlSource) -> Result<Vec<Problem>, my
     if matches!(compress.as_deref(), Some("1" | "ON")) {
         want("log_bin_compress", Some("ON".into()), "OFF");
     }
+    out.extend(server_id_problem(server_id, cfg, restart));
+    Ok(out)
+}
+
+fn server_id_problem(server_id: Option<u64>, cfg: &MysqlSource, restart: &str) -> Option<Problem> {
     match server_id {
-        Some(0) | None => out.push(problem(
+        Some(0) | None => Some(problem(
             "server_id",
             "0",
             format!("set server_id to a unique non-zero number {restart}"),
         )),
-        Some(id) if id == u64::from(cfg.server_id) => out.push(problem(
+        Some(id) if id == u64::from(cfg.server_id) => Some(problem(
             "source.mysql.server_id",
             format!("{id}, the server's own id"),
             "pick a replica id no other server or replica uses",
         )),
-        Some(_) => {}
+        Some(_) => None,
     }
-    Ok(out)
 }
 
 async fn privileges(conn: &mut Conn) -> Result<Vec<Problem>, mysql_async::Error> {

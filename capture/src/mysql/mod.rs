@@ -9,9 +9,21 @@
 //! `BIT`. The server needs `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`,
 //! `binlog_row_metadata=FULL`, and no `log_bin_compress`; [`check`] says what is missing.
 //!
+//! # Values
+//! Unsigned integer columns are `UInt` of their width, signed ones (and `YEAR`) `Int`;
+//! `DECIMAL` is exact text with the declared scale; `DATETIME` is a wall-clock `Timestamp`,
+//! `TIMESTAMP` a UTC `TimestampTz`; zero and partial dates (`0000-00-00`) have no model value
+//! and become `NULL`. `BINARY(n)` keeps its trailing zero bytes, `UUID` is `Uuid`, `INET6` its
+//! text, MariaDB's `JSON` (a checked `LONGTEXT`) `Json`, geometry its internal bytes. Types the
+//! binlog cannot tell apart (`UUID` vs `BINARY(16)`, `JSON` vs `LONGTEXT`) and declared type
+//! names come from `information_schema` while it still matches the logged table; otherwise
+//! the binlog's own description is used (and may give another schema version). Character
+//! sets: utf8mb3/utf8mb4, ascii, latin1, ucs2, utf16, utf16le, utf32, binary; a column in
+//! any other stops the source with a message naming it.
+//!
 //! # Ordering
-//! Transactions arrive in binlog (commit) order, whole, with dense op indexes; see module `txn` for
-//! how event groups become transactions (DDL, XA, non-transactional engines).
+//! Transactions arrive in binlog (commit) order, whole, with dense op indexes; see module
+//! `txn` for how event groups become transactions (DDL, XA, non-transactional engines).
 //!
 //! # Resumption
 //! Commit and restart positions are `mysql:<executed GTID set>@<file:pos>`. Restarting from a
@@ -19,6 +31,8 @@
 //! on again. Without a resume position the source takes a snapshot first (see module `snapshot`),
 //! or with `snapshot: never` starts at the server's current `@@gtid_binlog_pos`. A connection
 //! lost mid-stream is retried as module `binlog` describes.
+//!
+//! TLS is not supported yet: `tls.mode` must be `disable` or `prefer` (plain TCP).
 //!
 //! # Error handling
 //! Every failure is a [`MysqlSourceError`]; [`MysqlSourceError::is_transient`] tells the

@@ -22,6 +22,9 @@ pub(crate) struct RowsEvent<'a> {
     rows: Reader<'a>,
 }
 
+/// A row change's before and after images.
+pub(crate) type Images = (Option<Row>, Option<Row>);
+
 /// Where decoding a row failed: the column index (if any) and why.
 #[derive(Debug)]
 pub(crate) struct RowError {
@@ -92,20 +95,14 @@ impl RowsEvent<'_> {
     }
 
     /// The next row change as (before, after) images, or `None` at the end.
-    pub(crate) fn next_row(
-        &mut self,
-        table: &CompiledTable,
-    ) -> Option<Result<(Option<Row>, Option<Row>), RowError>> {
+    pub(crate) fn next_row(&mut self, table: &CompiledTable) -> Option<Result<Images, RowError>> {
         if self.rows.is_empty() {
             return None;
         }
         Some(self.read_change(table))
     }
 
-    fn read_change(
-        &mut self,
-        table: &CompiledTable,
-    ) -> Result<(Option<Row>, Option<Row>), RowError> {
+    fn read_change(&mut self, table: &CompiledTable) -> Result<Images, RowError> {
         if self.width != table.decoders.len() {
             return Err(RowError {
                 column: None,

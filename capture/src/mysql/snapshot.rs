@@ -403,29 +403,8 @@ fn value(v: MyValue, c: &Convert) -> Option<Value> {
         (Convert::Float32, MyValue::Float(f)) => Value::Float32(f),
         (Convert::Float64, MyValue::Double(d)) => Value::Float64(d),
         (Convert::Decimal, v) => Value::Decimal(text(&v)?.parse().ok()?),
-        (Convert::Date, MyValue::Date(y, m, d, ..)) => {
-            date_value(y.into(), m.into(), d.into()).map_or(Value::Null, Value::Date)
-        }
-        (Convert::DateTime, MyValue::Date(y, mo, d, h, mi, s, us)) => datetime_value(
-            (y.into(), mo.into(), d.into()),
-            (h.into(), mi.into(), s.into()),
-            us.into(),
-        ),
-        (Convert::TimestampTz, MyValue::Date(y, mo, d, h, mi, s, us)) => {
-            match datetime_value(
-                (y.into(), mo.into(), d.into()),
-                (h.into(), mi.into(), s.into()),
-                us.into(),
-            ) {
-                Value::Timestamp(ts) => Value::TimestampTz(ts),
-                other => other,
-            }
-        }
-        (Convert::Time, MyValue::Time(neg, days, h, m, s, us)) => {
-            let secs =
-                ((i64::from(days) * 24 + i64::from(h)) * 60 + i64::from(m)) * 60 + i64::from(s);
-            let micros = secs * 1_000_000 + i64::from(us);
-            Value::Time(Time(if neg { -micros } else { micros }))
+        (Convert::Date | Convert::DateTime | Convert::TimestampTz | Convert::Time, v) => {
+            temporal(c, v)?
         }
         (Convert::Text(cs), MyValue::Bytes(b)) => Value::Text(cs.decode(&b)?),
         (Convert::Json(cs), MyValue::Bytes(b)) => Value::Json(cs.decode(&b)?),
@@ -442,6 +421,32 @@ fn value(v: MyValue, c: &Convert) -> Option<Value> {
             })
         }
         (Convert::Bits(n), MyValue::Bytes(b)) => Value::Bits(bits_value(&b, *n)),
+        _ => return None,
+    })
+}
+
+/// DATE, DATETIME, TIMESTAMP (read in UTC) and TIME values of the binary protocol.
+fn temporal(c: &Convert, v: MyValue) -> Option<Value> {
+    Some(match (c, v) {
+        (Convert::Date, MyValue::Date(y, m, d, ..)) => {
+            date_value(y.into(), m.into(), d.into()).map_or(Value::Null, Value::Date)
+        }
+        (Convert::DateTime | Convert::TimestampTz, MyValue::Date(y, mo, d, h, mi, s, us)) => {
+            let ymd = (y.into(), mo.into(), d.into());
+            match (
+                c,
+                datetime_value(ymd, (h.into(), mi.into(), s.into()), us.into()),
+            ) {
+                (Convert::TimestampTz, Value::Timestamp(ts)) => Value::TimestampTz(ts),
+                (_, other) => other,
+            }
+        }
+        (Convert::Time, MyValue::Time(neg, days, h, m, s, us)) => {
+            let hours = i64::from(days) * 24 + i64::from(h);
+            let secs = (hours * 60 + i64::from(m)) * 60 + i64::from(s);
+            let micros = secs * 1_000_000 + i64::from(us);
+            Value::Time(Time(if neg { -micros } else { micros }))
+        }
         _ => return None,
     })
 }

@@ -199,38 +199,50 @@ impl Assembler {
                 self.query(ev, q.sql, out).await?;
             }
             kind::XID | kind::XA_PREPARE => self.end_group(ev, out).await?,
-            kind::INCIDENT => {
-                return Err(MysqlSourceError::Incident {
-                    at: self.at(ev),
-                    message: events::incident(data),
-                });
-            }
+            _ => self.other(ev, data)?,
+        }
+        Ok(())
+    }
+
+    /// Events that neither carry rows nor delimit groups: refused, logged or ignored.
+    fn other(&self, ev: &Event, data: &[u8]) -> Result<(), MysqlSourceError> {
+        let t = ev.header().event_type_raw();
+        let at = || self.at(ev);
+        match t {
+            kind::INCIDENT => Err(MysqlSourceError::Incident {
+                at: at(),
+                message: events::incident(data),
+            }),
             kind::FIRST_COMPRESSED..=kind::LAST_COMPRESSED => {
-                return Err(MysqlSourceError::Compressed {
-                    event: t,
-                    at: self.at(ev),
-                });
+                Err(MysqlSourceError::Compressed { event: t, at: at() })
             }
-            kind::PRE_GA_WRITE_ROWS..=kind::PRE_GA_DELETE_ROWS => {
-                return Err(corrupt(
-                    "pre-GA rows events (MySQL 5.1.x) are not supported".into(),
-                ));
-            }
+            kind::PRE_GA_WRITE_ROWS..=kind::PRE_GA_DELETE_ROWS => Err(MysqlSourceError::Corrupt {
+                event: t,
+                at: at(),
+                reason: "pre-GA rows events (MySQL 5.1) are not supported".into(),
+            }),
             kind::GTID_LIST => {
-                let list = gtid::parse_list(data).map_err(|e| corrupt(e.0.into()))?;
-                tracing::debug!(file = %self.file, gtids = list.len(), "binlog file starts");
+                let list = gtid::parse_list(data).map_err(|e| MysqlSourceError::Corrupt {
+                    event: t,
+                    at: at(),
+                    reason: e.0.into(),
+                })?;
+                tracing::trace!(file = %self.file, gtids = list.len(), "gtid list");
+                Ok(())
             }
-            // The FORMAT_DESCRIPTION is tracked by the stream reader; the rest say nothing
-            // about rows or transaction boundaries.
+            // The stream reader tracks the FORMAT_DESCRIPTION; the rest say nothing about rows
+            // or group boundaries.
             kind::FORMAT_DESCRIPTION
             | kind::HEARTBEAT
             | kind::ANNOTATE_ROWS
             | kind::BINLOG_CHECKPOINT
             | kind::START_ENCRYPTION
-            | kind::STOP => {}
-            _ => tracing::trace!(event = t, "ignoring binlog event"),
+            | kind::STOP => Ok(()),
+            _ => {
+                tracing::trace!(event = t, "ignoring binlog event");
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     async fn start_group(

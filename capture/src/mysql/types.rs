@@ -62,217 +62,154 @@ impl ColumnTypes {
         charset_named(id, column, name)
     }
 
+    /// A table map column as the binlog alone describes it, with its decoder.
     pub(crate) fn binlog_column(
         &self,
         id: &TableId,
         c: &MapColumn,
     ) -> Result<(Column, ColumnDecoder), MysqlSourceError> {
         let name = c.name.clone().unwrap_or_default();
-        let charset = |coll: Option<u16>| match coll {
-            Some(coll) => self.charset_of_id(id, &name, coll),
-            None => Err(table_error(
-                id,
-                format!("column `{name}` has no character set in the table map"),
-                "set binlog_row_metadata=FULL",
-            )),
-        };
-        let unsigned = if c.unsigned { " unsigned" } else { "" };
-        let int = |len: u8, t: &str| {
-            let kind = if c.unsigned {
-                ColumnKind::UInt(len * 8)
-            } else {
-                ColumnKind::Int(len * 8)
-            };
-            (
-                format!("{t}{unsigned}"),
-                kind,
-                ColumnDecoder::Int {
-                    len,
-                    unsigned: c.unsigned,
-                },
-            )
-        };
-        let fsp = |t: &str, m: u16| {
-            if m == 0 {
-                t.to_owned()
-            } else {
-                format!("{t}({m})")
-            }
-        };
-        let (type_name, kind, dec) = match c.ty {
-            ty::TINY => int(1, "tinyint"),
-            ty::SHORT => int(2, "smallint"),
-            ty::INT24 => int(3, "mediumint"),
-            ty::LONG => int(4, "int"),
-            ty::LONGLONG => int(8, "bigint"),
-            ty::YEAR => ("year".into(), ColumnKind::Int(16), ColumnDecoder::Year),
-            ty::FLOAT => ("float".into(), ColumnKind::Float32, ColumnDecoder::Float),
-            ty::DOUBLE => ("double".into(), ColumnKind::Float64, ColumnDecoder::Double),
-            ty::NEWDECIMAL => {
-                let (p, s) = ((c.meta >> 8) as u8, (c.meta & 0xff) as u8);
-                let kind = ColumnKind::Decimal {
-                    precision: Some(p.into()),
-                    scale: Some(s.into()),
-                };
-                (
-                    format!("decimal({p},{s}){unsigned}"),
-                    kind,
-                    ColumnDecoder::Decimal {
-                        precision: p,
-                        scale: s,
-                    },
-                )
-            }
-            ty::NEWDATE => ("date".into(), ColumnKind::Date, ColumnDecoder::Date),
-            ty::TIME => ("time".into(), ColumnKind::Time, ColumnDecoder::Time),
-            ty::TIME2 => (
-                fsp("time", c.meta),
-                ColumnKind::Time,
-                ColumnDecoder::Time2 { fsp: c.meta as u8 },
-            ),
-            ty::DATETIME => (
-                "datetime".into(),
-                ColumnKind::Timestamp,
-                ColumnDecoder::DateTime,
-            ),
-            ty::DATETIME2 => (
-                fsp("datetime", c.meta),
-                ColumnKind::Timestamp,
-                ColumnDecoder::DateTime2 { fsp: c.meta as u8 },
-            ),
-            ty::TIMESTAMP => (
-                "timestamp".into(),
-                ColumnKind::TimestampTz,
-                ColumnDecoder::Timestamp,
-            ),
-            ty::TIMESTAMP2 => (
-                fsp("timestamp", c.meta),
-                ColumnKind::TimestampTz,
-                ColumnDecoder::Timestamp2 { fsp: c.meta as u8 },
-            ),
-            ty::VARCHAR | ty::VAR_STRING | ty::STRING => {
-                let cs = charset(c.collation)?;
-                let len_bytes = if c.meta < 256 { 1 } else { 2 };
-                let fixed = c.ty == ty::STRING;
-                let (t, kind, out) = match (cs, fixed) {
-                    (Charset::Binary, true) => (
-                        format!("binary({})", c.meta),
-                        ColumnKind::Bytes,
-                        StrAs::Bytes,
-                    ),
-                    (Charset::Binary, false) => (
-                        format!("varbinary({})", c.meta),
-                        ColumnKind::Bytes,
-                        StrAs::Bytes,
-                    ),
-                    (cs, true) => ("char".to_owned(), ColumnKind::Text, StrAs::Text(cs)),
-                    (cs, false) => ("varchar".to_owned(), ColumnKind::Text, StrAs::Text(cs)),
-                };
-                let pad_to = (fixed && cs == Charset::Binary).then_some(c.meta);
-                (
-                    t,
-                    kind,
-                    ColumnDecoder::Str {
-                        len_bytes,
-                        pad_to,
-                        out,
-                    },
-                )
-            }
+        let typed = match c.ty {
+            ty::VARCHAR | ty::VAR_STRING | ty::STRING => Some(self.string(id, &name, c)?),
             ty::BLOB | ty::TINY_BLOB | ty::MEDIUM_BLOB | ty::LONG_BLOB | ty::GEOMETRY => {
-                let cs = if c.ty == ty::GEOMETRY {
-                    Charset::Binary
-                } else {
-                    charset(c.collation)?
-                };
-                let size = ["tiny", "", "medium", "long"]
-                    .get(usize::from(c.meta).wrapping_sub(1))
-                    .copied();
-                let size = size.ok_or_else(|| {
-                    table_error(
-                        id,
-                        format!("column `{name}` has blob length size {}", c.meta),
-                        "report this as a bug",
-                    )
-                })?;
-                let (t, kind, out) = match cs {
-                    _ if c.ty == ty::GEOMETRY => {
-                        ("geometry".to_owned(), ColumnKind::Bytes, StrAs::Bytes)
-                    }
-                    Charset::Binary => (format!("{size}blob"), ColumnKind::Bytes, StrAs::Bytes),
-                    cs => (format!("{size}text"), ColumnKind::Text, StrAs::Text(cs)),
-                };
-                (
-                    t,
-                    kind,
-                    ColumnDecoder::Str {
-                        len_bytes: c.meta as u8,
-                        pad_to: None,
-                        out,
-                    },
-                )
+                Some(self.blob(id, &name, c)?)
             }
-            ty::ENUM | ty::SET => {
-                let cs = charset(c.collation)?;
-                let labels: Vec<String> = c
-                    .labels
-                    .iter()
-                    .map(|l| {
-                        cs.decode(l).ok_or_else(|| {
-                            table_error(
-                                id,
-                                format!("a label of column `{name}` is not valid text"),
-                                "report this as a bug",
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                let len = (c.meta & 0xff) as u8;
-                if c.ty == ty::ENUM {
-                    (
-                        "enum".into(),
-                        ColumnKind::Enum(labels.clone()),
-                        ColumnDecoder::Enum {
-                            len,
-                            labels: labels.into(),
-                        },
-                    )
-                } else {
-                    (
-                        "set".into(),
-                        ColumnKind::Set(labels.clone()),
-                        ColumnDecoder::Set {
-                            len,
-                            labels: labels.into(),
-                        },
-                    )
-                }
-            }
-            ty::BIT => {
-                let bits = (c.meta & 0xff) * 8 + (c.meta >> 8);
-                (
-                    format!("bit({bits})"),
-                    ColumnKind::Bits,
-                    ColumnDecoder::Bit { bits },
-                )
-            }
-            other => {
-                return Err(table_error(
-                    id,
-                    format!("column `{name}` has binlog type {other}, which ordo does not decode"),
-                    "change the column's type or leave the table unmapped",
-                ));
-            }
+            ty::ENUM | ty::SET => Some(self.enum_or_set(id, &name, c)?),
+            _ => numeric(c).or_else(|| temporal(c)),
         };
+        let Some((type_name, kind, dec)) = typed else {
+            return Err(table_error(
+                id,
+                format!(
+                    "column `{name}` has binlog type {}, which ordo does not decode",
+                    c.ty
+                ),
+                "change the column's type or leave the table unmapped",
+            ));
+        };
+        let nullable = c.nullable;
         Ok((
             Column {
                 name,
                 type_name,
                 kind,
-                nullable: c.nullable,
+                nullable,
             },
             dec,
         ))
+    }
+
+    fn charset(
+        &self,
+        id: &TableId,
+        name: &str,
+        c: &MapColumn,
+    ) -> Result<Charset, MysqlSourceError> {
+        match c.collation {
+            Some(coll) => self.charset_of_id(id, name, coll),
+            None => Err(table_error(
+                id,
+                format!("column `{name}` has no character set in the table map"),
+                "set binlog_row_metadata=FULL",
+            )),
+        }
+    }
+
+    /// CHAR, VARCHAR, BINARY, VARBINARY: a 1- or 2-byte length (by the maximum byte length).
+    fn string(&self, id: &TableId, name: &str, c: &MapColumn) -> Result<Typed, MysqlSourceError> {
+        let cs = self.charset(id, name, c)?;
+        let fixed = c.ty == ty::STRING;
+        let (t, kind, out) = match (cs, fixed) {
+            (Charset::Binary, true) => (
+                format!("binary({})", c.meta),
+                ColumnKind::Bytes,
+                StrAs::Bytes,
+            ),
+            (Charset::Binary, false) => (
+                format!("varbinary({})", c.meta),
+                ColumnKind::Bytes,
+                StrAs::Bytes,
+            ),
+            (cs, true) => ("char".to_owned(), ColumnKind::Text, StrAs::Text(cs)),
+            (cs, false) => ("varchar".to_owned(), ColumnKind::Text, StrAs::Text(cs)),
+        };
+        let len_bytes = if c.meta < 256 { 1 } else { 2 };
+        // The server strips trailing 0x00 from fixed binary values; put them back.
+        let pad_to = (fixed && cs == Charset::Binary).then_some(c.meta);
+        Ok((
+            t,
+            kind,
+            ColumnDecoder::Str {
+                len_bytes,
+                pad_to,
+                out,
+            },
+        ))
+    }
+
+    /// BLOB, TEXT (and MariaDB's JSON, a LONGTEXT), GEOMETRY: a length of 1 to 4 bytes.
+    fn blob(&self, id: &TableId, name: &str, c: &MapColumn) -> Result<Typed, MysqlSourceError> {
+        let size = ["tiny", "", "medium", "long"].get(usize::from(c.meta).wrapping_sub(1));
+        let Some(size) = size else {
+            let reason = format!("column `{name}` has blob length size {}", c.meta);
+            return Err(table_error(id, reason, "report this as a bug"));
+        };
+        let (t, kind, out) = if c.ty == ty::GEOMETRY {
+            ("geometry".to_owned(), ColumnKind::Bytes, StrAs::Bytes)
+        } else {
+            match self.charset(id, name, c)? {
+                Charset::Binary => (format!("{size}blob"), ColumnKind::Bytes, StrAs::Bytes),
+                cs => (format!("{size}text"), ColumnKind::Text, StrAs::Text(cs)),
+            }
+        };
+        let dec = ColumnDecoder::Str {
+            len_bytes: c.meta as u8,
+            pad_to: None,
+            out,
+        };
+        Ok((t, kind, dec))
+    }
+
+    /// ENUM and SET, with their labels in the column's character set.
+    fn enum_or_set(
+        &self,
+        id: &TableId,
+        name: &str,
+        c: &MapColumn,
+    ) -> Result<Typed, MysqlSourceError> {
+        let cs = self.charset(id, name, c)?;
+        let bad = || {
+            table_error(
+                id,
+                format!("a label of column `{name}` is not valid text"),
+                "report this as a bug",
+            )
+        };
+        let labels: Vec<String> = c
+            .labels
+            .iter()
+            .map(|l| cs.decode(l).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        let len = (c.meta & 0xff) as u8;
+        Ok(if c.ty == ty::ENUM {
+            (
+                "enum".into(),
+                ColumnKind::Enum(labels.clone()),
+                ColumnDecoder::Enum {
+                    len,
+                    labels: labels.into(),
+                },
+            )
+        } else {
+            (
+                "set".into(),
+                ColumnKind::Set(labels.clone()),
+                ColumnDecoder::Set {
+                    len,
+                    labels: labels.into(),
+                },
+            )
+        })
     }
 
     /// The kind of a catalog column.
@@ -330,6 +267,100 @@ impl ColumnTypes {
             _ => ColumnKind::Other,
         })
     }
+}
+
+/// A column's type name, kind and decoder.
+type Typed = (String, ColumnKind, ColumnDecoder);
+
+/// Integers, YEAR, FLOAT, DOUBLE, DECIMAL and BIT.
+fn numeric(c: &MapColumn) -> Option<Typed> {
+    let unsigned = if c.unsigned { " unsigned" } else { "" };
+    let int = |len: u8, t: &str| {
+        let bits = len * 8;
+        let kind = if c.unsigned {
+            ColumnKind::UInt(bits)
+        } else {
+            ColumnKind::Int(bits)
+        };
+        (
+            format!("{t}{unsigned}"),
+            kind,
+            ColumnDecoder::Int {
+                len,
+                unsigned: c.unsigned,
+            },
+        )
+    };
+    Some(match c.ty {
+        ty::TINY => int(1, "tinyint"),
+        ty::SHORT => int(2, "smallint"),
+        ty::INT24 => int(3, "mediumint"),
+        ty::LONG => int(4, "int"),
+        ty::LONGLONG => int(8, "bigint"),
+        ty::YEAR => ("year".into(), ColumnKind::Int(16), ColumnDecoder::Year),
+        ty::FLOAT => ("float".into(), ColumnKind::Float32, ColumnDecoder::Float),
+        ty::DOUBLE => ("double".into(), ColumnKind::Float64, ColumnDecoder::Double),
+        ty::NEWDECIMAL => {
+            let (p, s) = ((c.meta >> 8) as u8, (c.meta & 0xff) as u8);
+            let kind = ColumnKind::Decimal {
+                precision: Some(p.into()),
+                scale: Some(s.into()),
+            };
+            let dec = ColumnDecoder::Decimal {
+                precision: p,
+                scale: s,
+            };
+            (format!("decimal({p},{s}){unsigned}"), kind, dec)
+        }
+        ty::BIT => {
+            // Metadata: bits beyond whole bytes, then whole bytes.
+            let bits = (c.meta & 0xff) * 8 + (c.meta >> 8);
+            (
+                format!("bit({bits})"),
+                ColumnKind::Bits,
+                ColumnDecoder::Bit { bits },
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// DATE, TIME, DATETIME, TIMESTAMP in both the old and the fractional-second forms.
+fn temporal(c: &MapColumn) -> Option<Typed> {
+    let fsp = c.meta as u8;
+    let name = |t: &str| {
+        if fsp == 0 {
+            t.to_owned()
+        } else {
+            format!("{t}({fsp})")
+        }
+    };
+    Some(match c.ty {
+        ty::NEWDATE => ("date".into(), ColumnKind::Date, ColumnDecoder::Date),
+        ty::TIME => ("time".into(), ColumnKind::Time, ColumnDecoder::Time),
+        ty::TIME2 => (name("time"), ColumnKind::Time, ColumnDecoder::Time2 { fsp }),
+        ty::DATETIME => (
+            "datetime".into(),
+            ColumnKind::Timestamp,
+            ColumnDecoder::DateTime,
+        ),
+        ty::DATETIME2 => (
+            name("datetime"),
+            ColumnKind::Timestamp,
+            ColumnDecoder::DateTime2 { fsp },
+        ),
+        ty::TIMESTAMP => (
+            "timestamp".into(),
+            ColumnKind::TimestampTz,
+            ColumnDecoder::Timestamp,
+        ),
+        ty::TIMESTAMP2 => (
+            name("timestamp"),
+            ColumnKind::TimestampTz,
+            ColumnDecoder::Timestamp2 { fsp },
+        ),
+        _ => return None,
+    })
 }
 
 /// The catalog's column in place of the binlog's, when both describe the same column.

@@ -246,19 +246,16 @@ async fn lookup_type(
     let row = client
         .query_opt(
             "SELECT t.typname::text, t.typtype::text, t.typbasetype, t.typelem, t.typcategory::text, \
-                    COALESCE((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '{}') \
+                    COALESCE((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '{}'), \
+                    t.typtypmod, \
+                    COALESCE((SELECT e.typarray = t.oid AND e.typdelim = ',' FROM pg_type e WHERE e.oid = t.typelem), false) \
              FROM pg_type t WHERE t.oid = $1",
             &[&oid],
         )
         .await
         .map_err(sql(format!("look up type {oid}")))?;
-    let other = |name: String| TypeInfo {
-        ty: PgType::Other,
-        name,
-        labels: Vec::new(),
-    };
     let Some(row) = row else {
-        return Ok(other(format!("type {oid}")));
+        return Ok(TypeInfo::other(format!("type {oid}")));
     };
     let name: String = row.get(0);
     let typtype: String = row.get(1);
@@ -266,27 +263,47 @@ async fn lookup_type(
     let elem: u32 = row.get(3);
     let category: String = row.get(4);
     let labels: Vec<String> = row.get(5);
+    let typmod: i32 = row.get(6);
+    // A true array of its element type, printed with `,` between elements (not `box[]`, whose
+    // elements are separated by `;`, nor `int2vector`, which prints without braces).
+    let comma_array: bool = row.get(7);
     if depth > 4 {
-        return Ok(other(name));
+        return Ok(TypeInfo::other(name));
     }
     Ok(match (typtype.as_str(), category.as_str()) {
         ("e", _) => TypeInfo {
             ty: PgType::Enum,
             name,
             labels,
+            typmod: -1,
         },
         ("d", _) => {
             let b = Box::pin(lookup_type(client, cache, base, depth + 1)).await?;
-            TypeInfo { name, ..b }
+            TypeInfo {
+                name,
+                typmod: if typmod >= 0 { typmod } else { b.typmod },
+                ..b
+            }
         }
-        (_, "A") if elem != 0 => {
+        (_, "A") if elem != 0 && comma_array => {
             let e = Box::pin(lookup_type(client, cache, elem, depth + 1)).await?;
             TypeInfo {
                 ty: PgType::Array(Box::new(e.ty)),
                 name: format!("{}[]", e.name),
                 labels: e.labels,
+                typmod: e.typmod,
             }
         }
-        _ => other(name),
+        ("b", "A") if elem != 0 => {
+            // Not a comma-separated array: pass the text through, under the element's name.
+            let e = Box::pin(lookup_type(client, cache, elem, depth + 1)).await?;
+            let display = if name.starts_with('_') {
+                format!("{}[]", e.name)
+            } else {
+                name
+            };
+            TypeInfo::other(display)
+        }
+        _ => TypeInfo::other(name),
     })
 }

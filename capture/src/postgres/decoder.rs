@@ -9,8 +9,10 @@
 //!
 //! # Schemas
 //! Each Relation message yields a [`TableSchema`]; when its shape differs from the table's
-//! previous one, the version goes up. Relations sent inside a stream apply only to that
-//! stream's replay (pgoutput tracks schema-sent state per streamed transaction).
+//! previous one (or from the snapshot's, see [`Decoder::know_schema`]), the version goes up.
+//! A Relation message inside a streamed transaction takes effect when the transaction is
+//! replayed at its commit, and stays in effect afterwards, as in PostgreSQL's own apply worker:
+//! pgoutput counts the schema as sent once a streamed transaction that carried it commits.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -159,6 +161,12 @@ impl Decoder {
         })
     }
 
+    /// Remember a table's schema as the snapshot described it, so that a Relation message of
+    /// the same shape keeps its version and a different one gets the next.
+    pub fn know_schema(&mut self, schema: Arc<TableSchema>) {
+        self.latest.insert(schema.id.clone(), schema);
+    }
+
     /// Whether a transaction is open (between Begin and Commit).
     pub fn in_transaction(&self) -> bool {
         self.txn.is_some()
@@ -275,7 +283,7 @@ impl Decoder {
                 )));
             }
             PgMessage::Type { .. } | PgMessage::Origin { .. } | PgMessage::Message { .. } => {}
-            change => self.change(None, change, out).await?,
+            change => self.change(change, out).await?,
         }
         Ok(())
     }
@@ -297,15 +305,14 @@ impl Decoder {
         let mut cols = Vec::with_capacity(columns.len());
         let mut tys = Vec::with_capacity(columns.len());
         for c in columns {
-            let info = self.types.get(c.type_oid).unwrap_or(types::TypeInfo {
-                ty: PgType::Other,
-                name: format!("type {}", c.type_oid),
-                labels: Vec::new(),
-            });
+            let info = self
+                .types
+                .get(c.type_oid)
+                .unwrap_or_else(|| types::TypeInfo::other(format!("type {}", c.type_oid)));
             cols.push(Column {
                 name: c.name.to_owned(),
-                type_name: types::display_name(&info, c.type_oid, c.type_mod),
-                kind: types::column_kind(&info, c.type_oid, c.type_mod),
+                type_name: types::display_name(&info, c.type_mod),
+                kind: types::column_kind(&info, c.type_mod),
                 nullable: !facts.not_null.get(c.name).copied().unwrap_or(false),
             });
             tys.push(info.ty);
@@ -372,23 +379,14 @@ impl Decoder {
         Ok(Some(i))
     }
 
-    async fn change(
-        &mut self,
-        overlay: Option<&HashMap<u32, Arc<Relation>>>,
-        msg: PgMessage<'_>,
-        out: &mut Batcher,
-    ) -> Result<(), DecodeError> {
+    async fn change(&mut self, msg: PgMessage<'_>, out: &mut Batcher) -> Result<(), DecodeError> {
         let relations = &self.relations;
         let lookup = |relid: u32| {
-            overlay
-                .and_then(|o| o.get(&relid))
-                .or_else(|| relations.get(&relid))
-                .cloned()
-                .ok_or_else(|| {
-                    DecodeError::State(format!(
-                        "change for relation {relid} before its Relation message"
-                    ))
-                })
+            relations.get(&relid).cloned().ok_or_else(|| {
+                DecodeError::State(format!(
+                    "change for relation {relid} before its Relation message"
+                ))
+            })
         };
         match msg {
             PgMessage::Insert { relid, new, .. } => {
@@ -554,22 +552,27 @@ impl Decoder {
             ops: 0,
             skip,
         });
-        if !skip {
-            self.replay(&spill, client, out).await?;
-        }
+        let replayed = self.replay(&spill, skip, client, out).await;
         let _ = std::fs::remove_file(&spill.path);
+        replayed?;
         self.commit(commit_lsn, end_lsn, commit_time, out).await
     }
 
+    /// Replay a committed stream's spill file in order, leaving out the subtransactions that
+    /// aborted; with `skip` (already handed on before a restart), only its Relation messages.
+    ///
+    /// A Relation message inside a stream replaces the relation for everything after it, as in
+    /// PostgreSQL's own apply worker: when the streamed transaction commits, pgoutput counts
+    /// the schema as sent and does not send it again for later transactions.
     async fn replay(
         &mut self,
         spill: &Spill,
+        skip: bool,
         client: &Client,
         out: &mut Batcher,
     ) -> Result<(), DecodeError> {
         let file = File::open(&spill.path).map_err(spill_err(&spill.path))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut overlay = HashMap::new();
         let mut frame = Vec::new();
         loop {
             let mut len = [0u8; 4];
@@ -595,13 +598,13 @@ impl Decoder {
                 let rel = self
                     .relation(client, namespace, name, *replica_identity, columns, *relid)
                     .await?;
-                overlay.insert(*relid, rel);
+                self.relations.insert(*relid, rel);
                 continue;
             }
-            if message_xid(&msg).is_some_and(|x| spill.aborted.contains(&x)) {
+            if skip || message_xid(&msg).is_some_and(|x| spill.aborted.contains(&x)) {
                 continue;
             }
-            self.change(Some(&overlay), msg, out).await?;
+            self.change(msg, out).await?;
         }
         Ok(())
     }
@@ -643,6 +646,7 @@ fn row(rel: &Relation, tuple: Tuple<'_>, old: Option<OldKind>) -> Result<Row, De
                     source: types::DecodeError {
                         ty: "text",
                         text: "<not utf-8>".into(),
+                        hint: "",
                     },
                 })?;
                 decode_text(ty, text).map_err(|source| DecodeError::Value {

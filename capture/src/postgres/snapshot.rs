@@ -34,7 +34,8 @@ fn now_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// Read every mapped table inside `snapshot_name` and hand the rows on.
+/// Read every mapped table inside `snapshot_name` and hand the rows on. Returns the schema of
+/// each table as read.
 ///
 /// # Errors
 /// On SQL failures, undecodable values, or a closed pipeline.
@@ -45,7 +46,7 @@ pub async fn run(
     chunk_rows: u64,
     consistent_point: u64,
     out: &mut Batcher,
-) -> Result<(), DecodeError> {
+) -> Result<Vec<Arc<TableSchema>>, DecodeError> {
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
@@ -54,8 +55,9 @@ pub async fn run(
         .await
         .map_err(sql("import the slot's exported snapshot".into()))?;
     let mut types = TypeCache::default();
+    let mut schemas = Vec::with_capacity(tables.len());
     for table in tables {
-        read_table(client, &mut types, table, chunk_rows.max(1), out).await?;
+        schemas.push(read_table(client, &mut types, table, chunk_rows.max(1), out).await?);
     }
     client
         .batch_execute("COMMIT")
@@ -78,7 +80,7 @@ pub async fn run(
     }))
     .await?;
     out.flush().await?;
-    Ok(())
+    Ok(schemas)
 }
 
 async fn table_schema(
@@ -102,14 +104,12 @@ async fn table_schema(
     for r in &rows {
         let (name, oid, typmod, not_null): (String, u32, i32, bool) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
-        let info = types_cache.get(oid).unwrap_or(types::TypeInfo {
-            ty: PgType::Other,
-            name: format!("type {oid}"),
-            labels: Vec::new(),
-        });
+        let info = types_cache
+            .get(oid)
+            .unwrap_or_else(|| types::TypeInfo::other(format!("type {oid}")));
         columns.push(Column {
-            type_name: types::display_name(&info, oid, typmod),
-            kind: types::column_kind(&info, oid, typmod),
+            type_name: types::display_name(&info, typmod),
+            kind: types::column_kind(&info, typmod),
             nullable: !not_null,
             name,
         });
@@ -137,7 +137,7 @@ async fn read_table(
     table: &CatalogTable,
     chunk_rows: u64,
     out: &mut Batcher,
-) -> Result<(), DecodeError> {
+) -> Result<Arc<TableSchema>, DecodeError> {
     let (schema, tys) = table_schema(client, types_cache, table).await?;
     let schema = Arc::new(schema);
     let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
@@ -230,5 +230,5 @@ async fn read_table(
         .await
         .map_err(sql(format!("close the cursor on {}", table.id)))?;
     tracing::info!(table = %table.id, rows = done, secs = started.elapsed().as_secs_f64(), "snapshot of table done");
-    Ok(())
+    Ok(schema)
 }

@@ -40,14 +40,22 @@ pub enum PgSourceError {
 }
 
 impl PgSourceError {
+    /// Whether reconnecting may help: the replication connection or the SQL connection (also
+    /// when a catalog lookup during decoding found it closed) was lost.
     fn is_transient(&self) -> bool {
         match self {
             PgSourceError::Replication(e) => e.is_transient(),
-            PgSourceError::Catalog(CatalogError::Sql { source, .. }) => source.is_closed(),
+            PgSourceError::Catalog(CatalogError::Sql { source, .. })
+            | PgSourceError::Decode(DecodeError::Catalog(CatalogError::Sql { source, .. })) => {
+                source.is_closed()
+            }
             _ => false,
         }
     }
 }
+
+/// How long a clean end of the replication session may take at shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn replication_config(cfg: &PostgresSource) -> ReplicationConfig {
     ReplicationConfig {
@@ -113,7 +121,7 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
         let created = conn.create_slot(&cfg.slot, true).await?;
         let name = created.snapshot_name.unwrap_or_default();
         tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(created.consistent_point), tables = tables.len(), "created slot; taking the initial snapshot");
-        snapshot::run(
+        let schemas = snapshot::run(
             &client,
             &name,
             &tables,
@@ -122,6 +130,9 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
             &mut out,
         )
         .await?;
+        for schema in schemas {
+            decoder.know_schema(schema);
+        }
         start = created.consistent_point;
         decoder.skip_before = start;
         drop(conn);
@@ -141,7 +152,7 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
         start = created.consistent_point;
         tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(start), "created slot without snapshot");
     }
-    stream_with_retries(cfg, &rcfg, &client, &ctx, &mut decoder, &mut out, start).await
+    stream_with_retries(cfg, &rcfg, client, &ctx, &mut decoder, &mut out, start).await
 }
 
 async fn slot_exists(client: &Client, cfg: &PostgresSource) -> Result<bool, CatalogError> {
@@ -171,40 +182,64 @@ async fn slot_exists(client: &Client, cfg: &PostgresSource) -> Result<bool, Cata
     }
 }
 
+/// Stream, reconnecting after transient failures with capped exponential backoff (reset once
+/// a session has started streaming). A closed SQL connection is opened again too.
 async fn stream_with_retries(
     cfg: &PostgresSource,
     rcfg: &ReplicationConfig,
-    client: &Client,
+    mut client: Client,
     ctx: &SourceContext,
     decoder: &mut Decoder,
     out: &mut Batcher,
     start: u64,
 ) -> Result<(), PgSourceError> {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let durable = durable_lsn(ctx).unwrap_or(start).max(start);
-        match stream(cfg, rcfg, client, ctx, decoder, out, durable).await {
+        let mut streaming = false;
+        let e = match stream(
+            cfg,
+            rcfg,
+            &client,
+            ctx,
+            decoder,
+            out,
+            durable,
+            &mut streaming,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication connection lost; reconnecting");
-                decoder.reset(out).await?;
-                tokio::select! {
-                    () = ctx.shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+            Err(e) if e.is_transient() => e,
             Err(e) => return Err(e),
+        };
+        if streaming {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication connection lost; reconnecting");
+        decoder.reset(out).await?;
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if client.is_closed() {
+            match catalog::connect(cfg).await {
+                Ok(c) => client = c,
+                Err(e) => tracing::warn!(error = %e, "sql connection lost; reconnecting"),
+            }
         }
     }
 }
 
 /// Wait (bounded) until the pipeline reports `target` durable, so the final status update
-/// confirms everything that was handed on.
-async fn wait_durable(ctx: &SourceContext, target: u64) {
+/// confirms everything that was handed on. `start` is where this run began: everything
+/// before it is durable already, whatever the pipeline says.
+async fn wait_durable(ctx: &SourceContext, start: u64, target: u64) {
     let mut rx = ctx.durable.clone();
     let wait = async {
-        while durable_lsn(ctx).unwrap_or(0) < target {
+        while durable_lsn(ctx).unwrap_or(start).max(start) < target {
             if rx.changed().await.is_err() {
                 return;
             }
@@ -225,6 +260,9 @@ fn durable_lsn(ctx: &SourceContext) -> Option<u64> {
     }
 }
 
+/// One replication session from `start` until shutdown or failure; `streaming` is set once
+/// the server has accepted START_REPLICATION.
+#[allow(clippy::too_many_arguments)]
 async fn stream(
     cfg: &PostgresSource,
     rcfg: &ReplicationConfig,
@@ -233,6 +271,7 @@ async fn stream(
     decoder: &mut Decoder,
     out: &mut Batcher,
     start: u64,
+    streaming: &mut bool,
 ) -> Result<(), PgSourceError> {
     let conn = ReplicationConnection::connect(rcfg).await?;
     let mut options = vec![
@@ -245,6 +284,7 @@ async fn stream(
     }
     let opts: Vec<(&str, String)> = options.iter().map(|(k, v)| (*k, v.clone())).collect();
     let mut stream = conn.start_replication(&cfg.slot, start, &opts).await?;
+    *streaming = true;
     tracing::info!(slot = %cfg.slot, start = %Lsn(start), "streaming");
     let mut status = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(100)));
     let heartbeat_ms = if cfg.heartbeat_interval_ms == 0 {
@@ -260,10 +300,16 @@ async fn stream(
             () = ctx.shutdown.cancelled() => {
                 decoder.reset(out).await?;
                 out.flush().await.map_err(DecodeError::from)?;
-                wait_durable(ctx, decoder.skip_before).await;
+                wait_durable(ctx, start, decoder.skip_before).await;
                 let flushed = durable_lsn(ctx).unwrap_or(start);
                 stream.send_status(received, flushed, flushed, false).await?;
-                stream.stop().await?;
+                // The server finishes decoding its current transaction before it answers,
+                // which can take long in a huge one; closing the socket ends it as well.
+                match tokio::time::timeout(STOP_TIMEOUT, stream.stop()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::info!(error = %e, "ending the replication session failed; closing the connection"),
+                    Err(_) => tracing::info!("the server did not end the replication session in time; closing the connection"),
+                }
                 return Ok(());
             }
             msg = stream.next() => {

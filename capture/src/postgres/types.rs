@@ -64,6 +64,20 @@ pub struct TypeInfo {
     pub name: String,
     /// Enum labels, for enums.
     pub labels: Vec<String>,
+    /// The modifier a domain puts on its base type (`numeric(12,3)`), else -1.
+    pub typmod: i32,
+}
+
+impl TypeInfo {
+    /// A type decoded as text, under `name`.
+    pub fn other(name: String) -> TypeInfo {
+        TypeInfo {
+            ty: PgType::Other,
+            name,
+            labels: Vec::new(),
+            typmod: -1,
+        }
+    }
 }
 
 /// The built-in types by OID, and array types of them.
@@ -106,6 +120,7 @@ pub fn builtin(oid: u32) -> Option<TypeInfo> {
         ty,
         name: name.to_owned(),
         labels: Vec::new(),
+        typmod: -1,
     })
 }
 
@@ -146,41 +161,77 @@ fn builtin_array(oid: u32) -> Option<TypeInfo> {
         ty: PgType::Array(Box::new(e.ty)),
         name: format!("{}[]", e.name),
         labels: Vec::new(),
+        typmod: -1,
     })
 }
 
-/// The type name with its modifier, like `format_type(oid, typmod)`.
-pub fn display_name(info: &TypeInfo, oid: u32, typmod: i32) -> String {
+/// The type name with its modifier, like `format_type(oid, typmod)`: `numeric(10,2)`,
+/// `character varying(20)`, `timestamp(3) with time zone`, `interval day to second(3)`,
+/// `numeric(10,2)[]`.
+pub fn display_name(info: &TypeInfo, typmod: i32) -> String {
     if typmod < 0 {
         return info.name.clone();
     }
-    match oid {
-        1700 => {
+    let (base, dims) = match info.name.find("[]") {
+        Some(i) => info.name.split_at(i),
+        None => (info.name.as_str(), ""),
+    };
+    let with_mod = match base {
+        "numeric" if typmod >= 4 => {
             let m = typmod - 4;
             format!("numeric({},{})", (m >> 16) & 0xffff, m & 0xffff)
         }
-        1043 | 1042 => format!("{}({})", info.name, typmod - 4),
-        1560 | 1562 => format!("{}({typmod})", info.name),
-        1083 | 1266 | 1114 | 1184 => {
-            let (base, zone) = info
-                .name
-                .split_once(" with")
-                .map_or((info.name.as_str(), ""), |(b, _)| (b, ""));
-            let _ = zone;
-            let suffix = &info.name[base.len()..];
-            format!("{base}({typmod}){suffix}")
-        }
-        _ => info.name.clone(),
+        "character varying" | "character" if typmod >= 4 => format!("{base}({})", typmod - 4),
+        "bit" | "bit varying" => format!("{base}({typmod})"),
+        "time without time zone"
+        | "time with time zone"
+        | "timestamp without time zone"
+        | "timestamp with time zone" => match base.split_once(' ') {
+            Some((head, zone)) => format!("{head}({typmod}) {zone}"),
+            None => base.to_owned(),
+        },
+        "interval" => format!("interval{}", interval_typmod(typmod)),
+        _ => base.to_owned(),
+    };
+    format!("{with_mod}{dims}")
+}
+
+/// `intervaltypmodout`: the field range, then the precision unless it is the full one.
+fn interval_typmod(typmod: i32) -> String {
+    const YEAR: i32 = 1 << 2;
+    const MONTH: i32 = 1 << 1;
+    const DAY: i32 = 1 << 3;
+    const HOUR: i32 = 1 << 10;
+    const MINUTE: i32 = 1 << 11;
+    const SECOND: i32 = 1 << 12;
+    let range = (typmod >> 16) & 0x7fff;
+    let fields = match range {
+        YEAR => " year",
+        MONTH => " month",
+        DAY => " day",
+        HOUR => " hour",
+        MINUTE => " minute",
+        SECOND => " second",
+        r if r == YEAR | MONTH => " year to month",
+        r if r == DAY | HOUR => " day to hour",
+        r if r == DAY | HOUR | MINUTE => " day to minute",
+        r if r == DAY | HOUR | MINUTE | SECOND => " day to second",
+        r if r == HOUR | MINUTE => " hour to minute",
+        r if r == HOUR | MINUTE | SECOND => " hour to second",
+        r if r == MINUTE | SECOND => " minute to second",
+        _ => "",
+    };
+    match typmod & 0xffff {
+        0xffff => fields.to_owned(),
+        precision => format!("{fields}({precision})"),
     }
 }
 
-/// The model's column kind for a type.
-pub fn column_kind(info: &TypeInfo, oid: u32, typmod: i32) -> ColumnKind {
-    kind_of(
-        &info.ty,
-        &info.labels,
-        if oid == 1700 { typmod } else { -1 },
-    )
+/// The model's column kind for a type; `typmod` is the column's modifier (for arrays, the
+/// element's), else the domain's.
+pub fn column_kind(info: &TypeInfo, typmod: i32) -> ColumnKind {
+    let typmod = if typmod >= 0 { typmod } else { info.typmod };
+    kind_of(&info.ty, &info.labels, typmod)
 }
 
 fn kind_of(ty: &PgType, labels: &[String], numeric_mod: i32) -> ColumnKind {
@@ -216,26 +267,33 @@ fn kind_of(ty: &PgType, labels: &[String], numeric_mod: i32) -> ColumnKind {
         PgType::Uuid => ColumnKind::Uuid,
         PgType::Bits => ColumnKind::Bits,
         PgType::Enum => ColumnKind::Enum(labels.to_vec()),
-        PgType::Array(e) => ColumnKind::Array(Box::new(kind_of(e, labels, -1))),
+        PgType::Array(e) => ColumnKind::Array(Box::new(kind_of(e, labels, numeric_mod))),
     }
 }
 
 /// A text form that does not parse as its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot read a {ty} value from `{text}`")]
+#[error("cannot read a {ty} value from `{text}`{hint}")]
 pub struct DecodeError {
     /// Type name.
     pub ty: &'static str,
     /// The text (truncated).
     pub text: String,
+    /// Why, and what to do, starting with `; ` (empty for a plain mismatch between the server
+    /// and ordo, which is a bug).
+    pub hint: &'static str,
 }
 
 fn bad(ty: &'static str, text: &str) -> DecodeError {
     DecodeError {
         ty,
         text: text.chars().take(64).collect(),
+        hint: "",
     }
 }
+
+/// A timestamp PostgreSQL accepts but ordo's model cannot hold.
+const TIMESTAMP_RANGE: &str = "; ordo's timestamps end at 294247-01-10 04:00:54.775806 UTC (microseconds since 1970 in 64 bits): change the value or leave the table out of the mappings";
 
 /// Decode one value's text form.
 ///
@@ -245,11 +303,7 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, DecodeError> {
     Ok(match ty {
         PgType::Bool => Value::Bool(text == "t"),
         PgType::Int(_) => Value::Int(text.parse().map_err(|_| bad("integer", text))?),
-        PgType::Float4 => Value::Float32(
-            parse_float(text)
-                .map(|f| f as f32)
-                .ok_or_else(|| bad("real", text))?,
-        ),
+        PgType::Float4 => Value::Float32(parse_float(text).ok_or_else(|| bad("real", text))?),
         PgType::Float8 => {
             Value::Float64(parse_float(text).ok_or_else(|| bad("double precision", text))?)
         }
@@ -264,12 +318,10 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, DecodeError> {
             let (t, z) = parse_timetz(text).ok_or_else(|| bad("time with time zone", text))?;
             Value::TimeTz(t, z)
         }
-        PgType::Timestamp => {
-            Value::Timestamp(parse_timestamp(text, false).ok_or_else(|| bad("timestamp", text))?)
+        PgType::Timestamp => Value::Timestamp(parse_timestamp(text, false, "timestamp")?),
+        PgType::TimestampTz => {
+            Value::TimestampTz(parse_timestamp(text, true, "timestamp with time zone")?)
         }
-        PgType::TimestampTz => Value::TimestampTz(
-            parse_timestamp(text, true).ok_or_else(|| bad("timestamp with time zone", text))?,
-        ),
         PgType::Interval => {
             Value::Interval(parse_interval(text).ok_or_else(|| bad("interval", text))?)
         }
@@ -283,13 +335,15 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, DecodeError> {
     })
 }
 
-fn parse_float(text: &str) -> Option<f64> {
-    match text {
-        "NaN" => Some(f64::NAN),
-        "Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
-        _ => text.parse().ok(),
-    }
+/// A float's text form, parsed straight into its own width (going through `f64` would round
+/// twice).
+fn parse_float<F: std::str::FromStr>(text: &str) -> Option<F> {
+    let text = match text {
+        "Infinity" => "inf",
+        "-Infinity" => "-inf",
+        other => other,
+    };
+    text.parse().ok()
 }
 
 fn parse_money(text: &str) -> Option<Decimal> {
@@ -309,13 +363,23 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 /// `YYYY-MM-DD`, `YYYY-MM-DD BC`, `infinity`, `-infinity`.
 fn parse_date(text: &str) -> Option<Date> {
     match text.strip_suffix(" BC") {
-        Some(d) => {
-            let parsed: Date = d.parse().ok()?;
-            let (y, m, day) = parsed.ymd();
-            Date::from_ymd(1 - y, m, day)
-        }
-        None => text.parse().ok(),
+        Some(d) => parse_ymd(d, true),
+        None => match text {
+            "infinity" => Some(Date::INFINITY),
+            "-infinity" => Some(Date::NEG_INFINITY),
+            _ => parse_ymd(text, false),
+        },
     }
+}
+
+/// `YYYY-MM-DD` (the year has at least four digits); with `bc`, the year is before Christ, so
+/// year `n` BC is the astronomical year `1 - n` (5 BC is a leap year).
+fn parse_ymd(text: &str, bc: bool) -> Option<Date> {
+    let mut parts = text.splitn(3, '-');
+    let y: i32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    Date::from_ymd(if bc { 1 - y } else { y }, m, d)
 }
 
 /// Split a trailing UTC offset (`+HH`, `-HH:MM`, `+HH:MM:SS`) off a time text.
@@ -336,30 +400,34 @@ fn parse_timetz(text: &str) -> Option<(Time, ZoneOffset)> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.f][+HH[:MM]][ BC]`; with `tz`, the offset is applied to get UTC.
-fn parse_timestamp(text: &str, tz: bool) -> Option<Timestamp> {
+fn parse_timestamp(text: &str, tz: bool, ty: &'static str) -> Result<Timestamp, DecodeError> {
     match text {
-        "infinity" => return Some(Timestamp::INFINITY),
-        "-infinity" => return Some(Timestamp::NEG_INFINITY),
+        "infinity" => return Ok(Timestamp::INFINITY),
+        "-infinity" => return Ok(Timestamp::NEG_INFINITY),
         _ => {}
     }
     let (body, bc) = match text.strip_suffix(" BC") {
         Some(b) => (b, true),
         None => (text, false),
     };
-    let (date_text, time_text) = body.split_once(' ')?;
+    let (date_text, time_text) = body.split_once(' ').ok_or_else(|| bad(ty, text))?;
     let (time_text, offset) = if tz {
-        split_offset(time_text)?
+        split_offset(time_text).ok_or_else(|| bad(ty, text))?
     } else {
         (time_text, ZoneOffset(0))
     };
-    let mut date = parse_date(date_text)?;
-    if bc {
-        let (y, m, d) = date.ymd();
-        date = Date::from_ymd(1 - y, m, d)?;
-    }
-    let time: Time = time_text.parse().ok()?;
-    let local = Timestamp::from_parts(date, time);
-    Some(Timestamp(local.0 - i64::from(offset.0) * 1_000_000))
+    let date = parse_ymd(date_text, bc).ok_or_else(|| bad(ty, text))?;
+    let time: Time = time_text.parse().map_err(|_| bad(ty, text))?;
+    i64::from(date.0)
+        .checked_mul(86_400_000_000)
+        .and_then(|m| m.checked_add(time.0))
+        .and_then(|m| m.checked_sub(i64::from(offset.0) * 1_000_000))
+        .map(Timestamp)
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| DecodeError {
+            hint: TIMESTAMP_RANGE,
+            ..bad(ty, text)
+        })
 }
 
 /// ISO 8601 interval (`IntervalStyle=iso_8601`): `P1Y2M3DT4H5M6.5S`, fields may be negative.
@@ -557,6 +625,42 @@ mod tests {
     }
 
     #[test]
+    fn bc_dates_use_the_proleptic_leap_years() {
+        // 5 BC is astronomical year -4, a leap year.
+        assert_eq!(
+            d(PgType::Date, "0005-02-29 BC"),
+            Value::Date(Date::from_ymd(-4, 2, 29).unwrap())
+        );
+        assert_eq!(
+            d(PgType::Timestamp, "0005-02-29 10:00:00 BC"),
+            Value::Timestamp("-0004-02-29T10:00:00".parse().unwrap())
+        );
+        assert!(decode_text(&PgType::Date, "0004-02-29 BC").is_err());
+        assert_eq!(
+            d(PgType::Date, "-infinity"),
+            Value::Date(Date::NEG_INFINITY)
+        );
+    }
+
+    #[test]
+    fn timestamps_past_the_model_are_errors_not_panics() {
+        let e = decode_text(&PgType::Timestamp, "294276-12-31 23:59:59.999999").unwrap_err();
+        assert!(e.to_string().contains("294247-01-10"), "{e}");
+        assert!(decode_text(&PgType::TimestampTz, "294247-01-10 04:00:54.775806+00").is_ok());
+        assert!(decode_text(&PgType::TimestampTz, "294247-01-10 04:00:54.775807+00").is_err());
+    }
+
+    #[test]
+    fn floats_parse_at_their_own_width() {
+        assert_eq!(d(PgType::Float4, "0.1"), Value::Float32(0.1));
+        assert_eq!(
+            d(PgType::Float4, "-Infinity"),
+            Value::Float32(f32::NEG_INFINITY)
+        );
+        assert!(matches!(d(PgType::Float8, "NaN"), Value::Float64(f) if f.is_nan()));
+    }
+
+    #[test]
     fn intervals_parse_iso() {
         assert_eq!(
             d(PgType::Interval, "P1Y2M-3DT4H5M-6.25S"),
@@ -611,11 +715,22 @@ mod tests {
     #[test]
     fn type_names_carry_modifiers() {
         let info = builtin(1700).unwrap();
-        assert_eq!(
-            display_name(&info, 1700, (10 << 16 | 2) + 4),
-            "numeric(10,2)"
-        );
+        assert_eq!(display_name(&info, (10 << 16 | 2) + 4), "numeric(10,2)");
+        let info = builtin(1231).unwrap();
+        assert_eq!(display_name(&info, (10 << 16 | 2) + 4), "numeric(10,2)[]");
         let info = builtin(1184).unwrap();
-        assert_eq!(display_name(&info, 1184, 3), "timestamp(3) with time zone");
+        assert_eq!(display_name(&info, 3), "timestamp(3) with time zone");
+        let info = builtin(1083).unwrap();
+        assert_eq!(display_name(&info, 0), "time(0) without time zone");
+        let info = builtin(1186).unwrap();
+        assert_eq!(display_name(&info, 0x7fff_0003), "interval(3)");
+        assert_eq!(
+            display_name(&info, ((8 | 1024 | 2048 | 4096) << 16) | 0xffff),
+            "interval day to second"
+        );
+        assert_eq!(
+            display_name(&info, (6 << 16) | 0xffff),
+            "interval year to month"
+        );
     }
 }
