@@ -7,7 +7,8 @@ use mysql_async::prelude::Queryable;
 use ordo_config::MysqlSource;
 use ordo_kcop::TableId;
 
-use super::binlog::connect;
+use super::MysqlSourceError;
+use super::binlog::{connect, sql_err};
 use super::catalog::ident;
 
 /// A prerequisite the server does not meet.
@@ -88,6 +89,43 @@ pub async fn check(cfg: &MysqlSource, tables: &[TableId]) -> Vec<Problem> {
     }
     let _ = conn.disconnect().await;
     problems
+}
+
+/// Refuse to start capture from a server that is not MariaDB or whose binlog settings would
+/// lose data; every problem is listed with its fix.
+///
+/// # Errors
+/// [`MysqlSourceError::Setting`] naming each problem, or the query failure.
+pub(crate) async fn ensure_capturable(
+    conn: &mut Conn,
+    cfg: &MysqlSource,
+) -> Result<(), MysqlSourceError> {
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(sql_err("reading the server version"))?;
+    let version = version.unwrap_or_default();
+    if !version.to_ascii_lowercase().contains("mariadb") {
+        return Err(MysqlSourceError::Setting {
+            setting: "the source server".into(),
+            found: format!("version {version}, not MariaDB"),
+            fix: "ordo reads MariaDB's binlog protocol (10.6+, tested on 10.11); MySQL 8 is not \
+                  supported yet"
+                .into(),
+        });
+    }
+    let problems = settings(conn, cfg)
+        .await
+        .map_err(sql_err("reading the binlog settings"))?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Err(MysqlSourceError::Setting {
+        setting: "the server's binlog settings".into(),
+        found: "not ready for capture".into(),
+        fix: list.join("; "),
+    })
 }
 
 fn user(cfg: &MysqlSource) -> String {

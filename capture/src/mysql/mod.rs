@@ -83,6 +83,7 @@ enum Start {
 pub async fn run(cfg: &MysqlSource, ctx: SourceContext) -> Result<(), MysqlSourceError> {
     let mut out = Batcher::new(ctx.events.clone());
     let mut meta = connect(cfg).await?;
+    check::ensure_capturable(&mut meta, cfg).await?;
     let collations = catalog::collations(&mut meta)
         .await
         .map_err(sql_err("reading the server's collations"))?;

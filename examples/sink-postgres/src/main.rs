@@ -8,6 +8,10 @@
 //! `(topic text, key jsonb, row jsonb, PRIMARY KEY (topic, key))`: inserts, updates and
 //! snapshot reads upsert `row`, deletes remove the key.
 //!
+//! Next to the bookmark it keeps the commit-stream sequence number of the last applied
+//! transaction, and refuses a transaction whose number is not the next one: a duplicate or a
+//! gap would stop the sink instead of corrupting its table.
+//!
 //! ```sh
 //! cargo run -p ordo-example-sink -- <bootstrap servers> <commit topic> <postgres url>
 //! ```
@@ -18,7 +22,7 @@ use ordo_tcc::{Bookmark, Start, TccConfig, TccConsumer, TccTransaction};
 use tokio_postgres::{Client, NoTls};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ordo_sink_rows (topic text, key jsonb, row jsonb, PRIMARY KEY (topic, key));
-                      CREATE TABLE IF NOT EXISTS ordo_sink_bookmark (id int PRIMARY KEY CHECK (id = 1), bookmark text NOT NULL);";
+                      CREATE TABLE IF NOT EXISTS ordo_sink_bookmark (id int PRIMARY KEY CHECK (id = 1), bookmark text NOT NULL, seq bigint NOT NULL);";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -74,6 +78,16 @@ async fn stored_bookmark(db: &Client) -> anyhow::Result<Option<Bookmark>> {
 /// One source transaction = one sink transaction, bookmark included.
 async fn apply(db: &mut Client, txn: &TccTransaction) -> anyhow::Result<()> {
     let tx = db.transaction().await?;
+    let last: Option<i64> = tx
+        .query_opt("SELECT seq FROM ordo_sink_bookmark WHERE id = 1", &[])
+        .await?
+        .map(|r| r.get(0));
+    let seq = i64::try_from(txn.commit.seq).context("sequence number")?;
+    if let Some(last) = last
+        && seq != last + 1
+    {
+        anyhow::bail!("transaction seq {seq} after seq {last}: the stream is not exactly once");
+    }
     for rec in txn.records() {
         let key: serde_json::Value = match &rec.key {
             Some(k) => serde_json::from_slice(k)?,
@@ -98,8 +112,8 @@ async fn apply(db: &mut Client, txn: &TccTransaction) -> anyhow::Result<()> {
         }
     }
     tx.execute(
-        "INSERT INTO ordo_sink_bookmark VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET bookmark = EXCLUDED.bookmark",
-        &[&txn.bookmark.to_string()],
+        "INSERT INTO ordo_sink_bookmark VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET bookmark = EXCLUDED.bookmark, seq = EXCLUDED.seq",
+        &[&txn.bookmark.to_string(), &seq],
     )
     .await?;
     tx.commit().await?;
