@@ -44,8 +44,12 @@ impl Record {
 }
 
 fn consumer() -> BaseConsumer {
+    consumer_of(&stack().kafka)
+}
+
+fn consumer_of(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", &stack().kafka)
+        .set("bootstrap.servers", brokers)
         .set("group.id", "ordo-tests-reader")
         .set("enable.auto.commit", "false")
         .create()
@@ -76,8 +80,20 @@ pub fn high_watermark(topic: &str, partition: i32) -> i64 {
 /// Every record of every partition of `topic`, from the beginning to the current high
 /// watermarks, sorted by partition and offset.
 pub fn read_all(topic: &str) -> Vec<Record> {
-    let c = consumer();
-    let n = partitions(topic);
+    read_all_from(&stack().kafka, topic)
+}
+
+/// [`read_all`] from the broker at `brokers` rather than the stack's.
+pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
+    let c = consumer_of(brokers);
+    let n = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_or(0, |md| {
+            md.topics()
+                .first()
+                .filter(|t| t.error().is_none())
+                .map_or(0, |t| t.partitions().len() as i32)
+        });
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0i64;
     let mut highs = Vec::new();

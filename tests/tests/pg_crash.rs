@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::ordo_binary;
+use ordo_tests::invariant::assert_listing;
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
 use rand::{Rng, SeedableRng};
@@ -237,40 +238,7 @@ async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction
         .unwrap();
         data.insert(topic, recs);
     }
-    let mut listed = 0;
-    for r in &records {
-        let mut ops = Vec::new();
-        for p in &r.parts {
-            let mut seen = BTreeSet::new();
-            for rec in data[&p.topic].iter().filter(|d| {
-                d.partition == p.partition
-                    && d.offset >= p.first
-                    && d.offset <= p.last
-                    && d.header("ordo.txn") == Some(&r.txn)
-            }) {
-                let op: u64 = rec.header("ordo.op").unwrap().parse().unwrap();
-                if seen.insert(op) {
-                    ops.push(op);
-                }
-            }
-            assert_eq!(
-                seen.len() as u64,
-                p.count,
-                "txn {} on {}/{}",
-                r.txn,
-                p.topic,
-                p.partition
-            );
-            listed += seen.len();
-        }
-        ops.sort_unstable();
-        assert_eq!(
-            ops,
-            (0..r.ops).collect::<Vec<_>>(),
-            "txn {} has each op exactly once",
-            r.txn
-        );
-    }
+    let listed = assert_listing(&records, &data);
     let total: usize = data.values().map(Vec::len).sum();
     println!(
         "{} transactions, {listed} listed records, {} orphan records from killed runs",
