@@ -250,11 +250,15 @@ impl Output {
     }
 
     fn validate_expressions(&self, cx: &mut Validation<'_>, path: &str) {
-        if let Some(filter) = &self.filter
-            && filter.trim().is_empty()
-        {
-            let hint = "write a CEL expression such as `after.amount > 500`, or remove `filter`";
-            cx.error(&join_key(path, "filter"), "the filter is empty", hint);
+        if let Some(filter) = &self.filter {
+            let at = join_key(path, "filter");
+            if filter.trim().is_empty() {
+                let hint =
+                    "write a CEL expression such as `after.amount > 500`, or remove `filter`";
+                cx.error(&at, "the filter is empty", hint);
+            } else {
+                check_cel(cx, &at, filter);
+            }
         }
         let headers_path = join_key(path, "headers");
         for (name, expression) in &self.headers {
@@ -265,6 +269,8 @@ impl Output {
             if expression.trim().is_empty() {
                 let hint = "write a CEL expression such as `after.region`";
                 cx.error(&at, format!("header `{name}` has no expression"), hint);
+            } else {
+                check_cel(cx, &at, expression);
             }
         }
     }
@@ -280,4 +286,25 @@ impl Output {
         }
         report_duplicates(cx, &encrypt_path, &self.encrypt, "column");
     }
+}
+
+/// Reports a CEL syntax error in `expression` at `path`, with its line and column inside the
+/// expression. Names and types are only known per table, when the daemon builds the output.
+fn check_cel(cx: &mut Validation<'_>, path: &str, expression: &str) {
+    let Err(errors) = cel::Program::compile(expression) else {
+        return;
+    };
+    let Some(first) = errors.errors.first() else {
+        return;
+    };
+    let (line, column) = (first.pos.0.max(1), first.pos.1.max(1));
+    cx.error(
+        path,
+        format!(
+            "CEL syntax error at line {line}, column {column} of the expression: {}",
+            first.msg
+        ),
+        "fix the expression; it is CEL (https://github.com/google/cel-spec), with the \
+         variables op, table, schema, before, after and txn",
+    );
 }

@@ -5,14 +5,18 @@ use std::path::Path;
 
 use ordo_config::{Config, Format, KeyMode, Source, TlsMode, load, parse_with_env};
 
+/// Encryption keys: 32 bytes as 64 hex digits.
+const KEY_ONE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const KEY_TWO: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
 /// Values for every variable the example files and tests reference.
 fn env(name: &str) -> Option<String> {
     let vars = HashMap::from([
         ("ORDO_PG_PASSWORD", "pg-hunter2"),
         ("ORDO_MARIADB_PASSWORD", "maria-hunter2"),
         ("ORDO_REGISTRY_PASSWORD", "registry-hunter2"),
-        ("ORDO_KEY_K1", "key-one-material"),
-        ("ORDO_KEY_K2", "key-two-material"),
+        ("ORDO_KEY_K1", KEY_ONE),
+        ("ORDO_KEY_K2", KEY_TWO),
         ("KAFKA_PASSWORD", "kafka-hunter2"),
     ]);
     vars.get(name).map(|value| (*value).to_owned())
@@ -41,10 +45,7 @@ fn postgres_example_parses_and_validates() {
     assert_eq!(config.mappings.len(), 2);
     assert_eq!(config.mappings[1].outputs[0].key, KeyMode::Columns);
     let encryption = config.encryption.as_ref().unwrap();
-    assert_eq!(
-        encryption.active().unwrap().material().expose(),
-        "key-two-material"
-    );
+    assert_eq!(encryption.active().unwrap().material().expose(), KEY_TWO);
 }
 
 #[test]
@@ -87,7 +88,7 @@ mappings:
 fn debug_output_never_contains_a_secret() {
     let config = parse_with_env(SECRETS, "ordo.yaml", env).unwrap();
     let debug = format!("{config:?} {config:#?}");
-    for secret in ["hunter2", "key-one-material"] {
+    for secret in ["hunter2", KEY_ONE] {
         assert!(!debug.contains(secret), "`{secret}` leaked into {debug}");
     }
     assert!(

@@ -19,8 +19,11 @@ kafka:
   commit_topic: ordo.commits
 ";
 
+/// An encryption key: 32 bytes as 64 hex digits.
+const KEY_K1: &str = "abababababababababababababababababababababababababababababababab";
+
 fn env(name: &str) -> Option<String> {
-    let vars = HashMap::from([("ORDO_PG_PASSWORD", "pg-secret"), ("KEY_K1", "k1-material")]);
+    let vars = HashMap::from([("ORDO_PG_PASSWORD", "pg-secret"), ("KEY_K1", KEY_K1)]);
     vars.get(name).map(|value| (*value).to_owned())
 }
 

@@ -3,7 +3,11 @@
 use ordo_config::parse_with_env;
 
 fn env(name: &str) -> Option<String> {
-    (name == "SET").then(|| String::from("value"))
+    match name {
+        "SET" => Some(String::from("value")),
+        "KEY" => Some("ab".repeat(32)),
+        _ => None,
+    }
 }
 
 /// (path, message) of every error in a file made of `source`, `kafka` and `rest`.
@@ -155,7 +159,8 @@ fn encryption_keys_need_one_source_and_unique_ids() {
 fn encryption_keys_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k1.key");
-    std::fs::write(&key, "material\n").unwrap();
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = format!(
         "source:\n{PG}kafka:\n{KAFKA}encryption:\n  active_key: k1\n  keys:\n    \
          - {{ id: k1, file: {} }}\n{MAPPING}",
@@ -163,8 +168,10 @@ fn encryption_keys_can_come_from_files() {
     );
     let config = parse_with_env(&text, "ordo.yaml", env).unwrap();
     let encryption = config.encryption.unwrap();
-    assert_eq!(encryption.active().unwrap().material().expose(), "material");
-    assert!(!format!("{encryption:?}").contains("material\""));
+    let key = encryption.active().unwrap();
+    assert_eq!(key.material().expose(), "ab".repeat(32));
+    assert_eq!(key.key_bytes(), Some(&[0xab; 32]));
+    assert!(!format!("{encryption:?}").contains("abab"));
 }
 
 #[test]
@@ -191,7 +198,7 @@ fn key_columns_are_only_for_column_keys() {
 
 #[test]
 fn encrypted_columns_must_be_projected() {
-    let rest = "encryption:\n  active_key: k\n  keys: [{ id: k, env: SET }]\n\
+    let rest = "encryption:\n  active_key: k\n  keys: [{ id: k, env: KEY }]\n\
                 mappings:\n  - tables: [public.t]\n    \
                 outputs: [{ topic: t, format: json, columns: [id], encrypt: [card] }]\n";
     assert_eq!(

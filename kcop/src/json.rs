@@ -14,7 +14,7 @@ use crate::change::{Change, Op};
 use crate::kcop::{Kcop, KcopError, Operation};
 use crate::record::ProducerRecord;
 use crate::schema::TableSchema;
-use crate::value::{Timestamp, Value, format_uuid};
+use crate::value::{BitString, Decimal, Timestamp, Value, format_uuid};
 
 /// How timestamps (and dates and times) appear in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -272,4 +272,78 @@ impl Kcop for JsonKcop {
         out.push(ProducerRecord::new(self.topic.clone(), key, value));
         Ok(())
     }
+}
+
+// Value encodings other formats share (Debezium, Avro decimals).
+
+/// The unscaled value of `d` at `scale` as big-endian two's-complement bytes (minimal length,
+/// like Java's `BigInteger.toByteArray`). `None` for NaN, infinities and values with more
+/// fractional digits than `scale`.
+pub fn unscaled_bytes(d: &Decimal, scale: u32) -> Option<Vec<u8>> {
+    let extra = scale.checked_sub(d.scale())?;
+    let (neg, mut digits) = d.unscaled()?;
+    if digits != "0" {
+        digits.extend(std::iter::repeat_n('0', extra as usize));
+    }
+    let mut mag = decimal_to_base256(&digits);
+    if !neg {
+        if mag[0] & 0x80 != 0 {
+            mag.insert(0, 0);
+        }
+        return Some(mag);
+    }
+    let mut carry = true;
+    for b in mag.iter_mut().rev() {
+        let (v, c) = (!*b).overflowing_add(u8::from(carry));
+        *b = v;
+        carry = c;
+    }
+    if mag[0] & 0x80 == 0 {
+        mag.insert(0, 0xFF);
+    }
+    Some(mag)
+}
+
+/// Decimal digits to big-endian magnitude bytes (at least one byte, no leading zeros).
+fn decimal_to_base256(digits: &str) -> Vec<u8> {
+    let mut bytes: Vec<u8> = vec![0];
+    for d in digits.bytes().map(|b| b.wrapping_sub(b'0')) {
+        let mut carry = u32::from(d);
+        for b in bytes.iter_mut().rev() {
+            let v = u32::from(*b) * 10 + carry;
+            *b = (v & 0xFF) as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            bytes.insert(0, (carry & 0xFF) as u8);
+            carry >>= 8;
+        }
+    }
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len() - 1);
+    bytes.split_off(first)
+}
+
+/// Write `bytes` as a JSON string in standard base64.
+pub fn base64_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut s = String::new();
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut s);
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// A bit string read as a binary number (first bit most significant), as little-endian bytes
+/// (Debezium's `io.debezium.data.Bits`): `101` becomes `[0x05]`.
+pub fn bits_le(b: &BitString) -> Vec<u8> {
+    let mut out = vec![0u8; b.len.div_ceil(8)];
+    for i in 0..b.len {
+        if b.bit(i) {
+            let pos = b.len - 1 - i;
+            out[pos / 8] |= 1 << (pos % 8);
+        }
+    }
+    out
 }

@@ -15,7 +15,13 @@
 //! the trait. The daemon adds the `ordo.*` [`headers`](record::headers) that let consumers
 //! match each record to its transaction's commit record.
 
+pub mod audit_rows;
+pub mod avro;
 pub mod change;
+pub mod csv_audit;
+pub mod debezium;
+pub mod encrypt;
+pub mod expr;
 pub mod json;
 pub mod kcop;
 pub mod position;

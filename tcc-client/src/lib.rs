@@ -80,6 +80,7 @@
 pub mod bookmark;
 pub mod commit_stream;
 pub mod config;
+pub mod decrypt;
 pub mod error;
 pub mod model;
 mod reader;

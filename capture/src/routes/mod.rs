@@ -8,8 +8,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordo_config::{Config, Format, KeyMode, Output};
-use ordo_kcop::json::{DeleteMode, JsonKcop, JsonWriter, TimestampForm, TruncateMode};
 use ordo_kcop::{Kcop, KcopError, SchemaRef, TableId, TableSchema};
+
+mod audit_rows;
+mod avro;
+mod csv_audit;
+mod debezium;
+mod json;
+mod steps;
 
 /// Builds a user KCOP for one table and output.
 pub type KcopFactory =
@@ -114,24 +120,22 @@ impl Router {
             .topic_for(db, &schema.id.namespace, &schema.id.name)
             .into();
         let table = schema.id.to_string();
-        let unsupported = |what: &str| KcopError::Config {
-            table: table.clone(),
-            reason: format!(
-                "{what} is not available in this build of ordo yet; remove it from the output for topic {}",
-                output.topic
-            ),
+        let plain = schema;
+        // Formats see encrypted columns as the text the encryption step puts there.
+        let published;
+        let schema = if output.encrypt.is_empty() {
+            plain
+        } else {
+            let columns = column_indexes(plain, &output.encrypt, "encrypted")?;
+            published = ordo_kcop::encrypt::published_schema(plain, &columns);
+            &published
         };
-        if output.filter.is_some() {
-            return Err(unsupported("`filter`"));
-        }
-        if !output.headers.is_empty() {
-            return Err(unsupported("`headers`"));
-        }
-        if !output.encrypt.is_empty() {
-            return Err(unsupported("`encrypt`"));
-        }
-        let kcop: Arc<dyn Kcop> = match output.format {
-            Format::Json => Arc::new(json_kcop(output, schema, topic.clone())?),
+        let format: Arc<dyn Kcop> = match output.format {
+            Format::Json => Arc::new(json::build(output, schema, topic.clone())?),
+            Format::Debezium => debezium::build(output, schema, topic.clone())?,
+            Format::CsvAudit => csv_audit::build(output, schema, topic.clone())?,
+            Format::AuditRows => audit_rows::build(output, schema, topic.clone())?,
+            Format::Avro => avro::build(&self.config, output, schema, topic.clone())?,
             Format::Custom => {
                 let name = output.kcop.as_deref().unwrap_or_default();
                 let factory = self.registry.factories.get(name).ok_or_else(|| {
@@ -145,8 +149,8 @@ impl Router {
                 })?;
                 factory(output, schema, topic.clone())?
             }
-            other => return Err(unsupported(&format!("format `{}`", other.as_str()))),
         };
+        let kcop = steps::chain(&self.config, output, plain, format)?;
         Ok(Route {
             kcop,
             topic,
@@ -193,47 +197,4 @@ pub fn key_indexes(output: &Output, schema: &TableSchema) -> Result<Vec<usize>, 
         KeyMode::Columns => column_indexes(schema, &output.key_columns, "key"),
         KeyMode::None => Ok(Vec::new()),
     }
-}
-
-fn json_kcop(
-    output: &Output,
-    schema: &TableSchema,
-    topic: Arc<str>,
-) -> Result<JsonKcop, KcopError> {
-    let columns = match &output.columns {
-        Some(cols) => column_indexes(schema, cols, "projected")?,
-        None => (0..schema.columns.len()).collect(),
-    };
-    let timestamps = match output.options.get("timestamps").and_then(|v| v.as_str()) {
-        None | Some("iso") => TimestampForm::Iso,
-        Some("epoch_millis") => TimestampForm::EpochMillis,
-        Some("epoch_micros") => TimestampForm::EpochMicros,
-        Some(other) => {
-            return Err(KcopError::Config {
-                table: schema.id.to_string(),
-                reason: format!(
-                    "options.timestamps `{other}` is not one of iso, epoch_millis, epoch_micros"
-                ),
-            });
-        }
-    };
-    Ok(JsonKcop {
-        topic,
-        key: key_indexes(output, schema)?,
-        columns,
-        deletes: match output.deletes {
-            ordo_config::DeleteMode::Tombstone => DeleteMode::Tombstone,
-            ordo_config::DeleteMode::Image => DeleteMode::Image,
-        },
-        truncate: match output.truncate {
-            ordo_config::TruncateMode::Skip => TruncateMode::Skip,
-            ordo_config::TruncateMode::Record => TruncateMode::Record,
-        },
-        envelope: output
-            .options
-            .get("envelope")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
-        writer: JsonWriter { timestamps },
-    })
 }
