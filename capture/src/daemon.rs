@@ -9,6 +9,11 @@
 //! Cancelling `shutdown` stops the source from reading; the pipeline then hands over what it
 //! has, waits for the commit records of every complete transaction, and the source
 //! acknowledges the last durable position before it disconnects.
+//!
+//! # Services
+//! Beside the pipeline run, each under the daemon's ownership and stopped when it returns:
+//! `metrics-http` (when `metrics.listen` is set), `slot-monitor` (PostgreSQL), `systemd-notify`
+//! (under systemd) and `state-watch` (marks the daemon stopping when shutdown fires).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,7 @@ use ordo_tcc::commit_stream::SourceKind;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Metrics, State};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::publisher::checkpoint::{self, Topics};
 use crate::publisher::{PublishError, Publisher};
@@ -42,6 +48,9 @@ pub enum DaemonError {
         "the commit stream's last restart position `{0}` is not a position ordo can read; was the commit topic written by another tool?"
     )]
     BadRestart(String),
+    /// The metrics endpoint could not be set up.
+    #[error("{0}")]
+    Telemetry(String),
 }
 
 /// How long shutdown waits for outstanding acknowledgements.
@@ -62,8 +71,60 @@ pub async fn run(
     registry: KcopRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::default());
+    let listener = match config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::http::bind(addr)
+                .await
+                .map_err(DaemonError::Telemetry)?,
+        ),
+        None => None,
+    };
     let mut topics = Topics::new(&config.kafka)?;
-    checkpoint::ensure_commit_topic(&mut topics, &config.kafka).await?;
+    let (resume, next_seq) = read_checkpoint(&config, &mut topics).await?;
+    let (durable_tx, durable_rx) = watch::channel(resume.clone());
+    let (kind, info) = source_info(&config);
+    let mut publisher = Publisher::new(&config.kafka, kind, next_seq, durable_tx, metrics.clone())?;
+    let services = Services::start(&config, &metrics, listener, &durable_rx, &shutdown);
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let ctx = SourceContext {
+        events: events_tx,
+        durable: durable_rx,
+        resume,
+        tables: table_filter(&config),
+        shutdown: shutdown.clone(),
+    };
+    let source_thread = match spawn_source(config.clone(), ctx, metrics.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            services.stop().await;
+            return Err(e);
+        }
+    };
+    let router = Router::new(config.clone(), info.database.clone(), registry);
+    let mut pipeline = Pipeline::new(router, topics, info, metrics.clone());
+    let result = pipeline.run(events_rx, &mut publisher, DRAIN_TIMEOUT).await;
+    if result.is_err() {
+        metrics.transition(State::Stopping);
+        shutdown.cancel();
+    }
+    let source_result = tokio::task::spawn_blocking(move || source_thread.join()).await;
+    publisher.flush(Duration::from_secs(5));
+    services.stop().await;
+    let source_result = source_result
+        .map_err(|e| DaemonError::Source(format!("source thread: {e}")))?
+        .map_err(|_| DaemonError::Source("the source thread panicked (a bug)".into()))?;
+    result?;
+    source_result.map_err(DaemonError::Source)
+}
+
+/// Make sure the commit topic exists and read where to resume: the last commit record's
+/// restart position and the next sequence number.
+async fn read_checkpoint(
+    config: &Config,
+    topics: &mut Topics,
+) -> Result<(Option<Position>, u64), DaemonError> {
+    checkpoint::ensure_commit_topic(topics, &config.kafka).await?;
     let kafka = config.kafka.clone();
     let last = tokio::task::spawn_blocking(move || checkpoint::last_commit_record(&kafka))
         .await
@@ -78,31 +139,7 @@ pub async fn run(
     };
     let next_seq = last.as_ref().map_or(1, |r| r.seq + 1);
     tracing::info!(next_seq, resume = ?resume.as_ref().map(ToString::to_string), "read the commit stream");
-    let (durable_tx, durable_rx) = watch::channel(resume.clone());
-    let (kind, info) = source_info(&config);
-    let mut publisher = Publisher::new(&config.kafka, kind, next_seq, durable_tx)?;
-    let (events_tx, events_rx) = mpsc::channel(64);
-    let ctx = SourceContext {
-        events: events_tx,
-        durable: durable_rx,
-        resume,
-        tables: table_filter(&config),
-        shutdown: shutdown.clone(),
-    };
-    let source_thread = spawn_source(config.clone(), ctx)?;
-    let router = Router::new(config.clone(), info.database.clone(), registry);
-    let mut pipeline = Pipeline::new(router, topics, info);
-    let result = pipeline.run(events_rx, &mut publisher, DRAIN_TIMEOUT).await;
-    if result.is_err() {
-        shutdown.cancel();
-    }
-    let source_result = tokio::task::spawn_blocking(move || source_thread.join())
-        .await
-        .map_err(|e| DaemonError::Source(format!("source thread: {e}")))?
-        .map_err(|_| DaemonError::Source("the source thread panicked (a bug)".into()))?;
-    publisher.flush(Duration::from_secs(5));
-    result?;
-    source_result.map_err(DaemonError::Source)
+    Ok((resume, next_seq))
 }
 
 fn source_info(config: &Config) -> (SourceKind, SourceInfo) {
@@ -135,10 +172,12 @@ fn source_info(config: &Config) -> (SourceKind, SourceInfo) {
 fn spawn_source(
     config: Arc<Config>,
     ctx: SourceContext,
+    metrics: Arc<Metrics>,
 ) -> Result<std::thread::JoinHandle<Result<(), String>>, DaemonError> {
     std::thread::Builder::new()
         .name("ordo-source".into())
         .spawn(move || {
+            crate::metrics::install_for_thread(metrics);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -148,11 +187,60 @@ fn spawn_source(
                     Source::Postgres(pg) => crate::postgres::source::run(pg, ctx)
                         .await
                         .map_err(|e| e.to_string()),
-                    Source::Mysql(_) => {
-                        Err("the MariaDB/MySQL source is not wired into this build yet".to_owned())
+                    Source::Mysql(my) => {
+                        crate::mysql::run(my, ctx).await.map_err(|e| e.to_string())
                     }
                 }
             })
         })
         .map_err(|e| DaemonError::Source(format!("cannot start the source thread: {e}")))
+}
+
+/// The daemon's background tasks (see `# Services`), each with its name.
+struct Services {
+    stop: CancellationToken,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl Services {
+    fn start(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        listener: Option<tokio::net::TcpListener>,
+        durable: &watch::Receiver<Option<Position>>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        if let Some(l) = listener {
+            let task = crate::metrics::http::serve(l, metrics.clone(), stop.clone());
+            tasks.push(("metrics-http", tokio::spawn(task)));
+        }
+        if let Source::Postgres(pg) = &config.source {
+            let task = crate::metrics::slot::monitor(pg.clone(), metrics.clone(), stop.clone());
+            tasks.push(("slot-monitor", tokio::spawn(task)));
+        }
+        if crate::notify::enabled() {
+            let task = crate::notify::run(metrics.clone(), durable.clone(), stop.clone());
+            tasks.push(("systemd-notify", tokio::spawn(task)));
+        }
+        let (m, sd, st) = (metrics.clone(), shutdown.clone(), stop.clone());
+        let watch_state = async move {
+            tokio::select! {
+                () = sd.cancelled() => m.transition(State::Stopping),
+                () = st.cancelled() => {}
+            }
+        };
+        tasks.push(("state-watch", tokio::spawn(watch_state)));
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(task = name, error = %e, "a daemon service task failed");
+            }
+        }
+    }
 }

@@ -7,12 +7,18 @@
 //! - [`pipeline`] and [`routes`]: changes through each table's KCOPs.
 //! - [`publisher`]: the producer, delivery tracking and the commit stream.
 //! - [`daemon`]: all of it wired together for `ordo run`.
+//! - [`check`] and [`status`]: `ordo check` and `ordo status`.
+//! - [`metrics`] and [`notify`]: Prometheus metrics, `/health`, systemd readiness and watchdog.
 
+pub mod check;
 pub mod daemon;
+pub mod metrics;
 pub mod mysql;
+pub mod notify;
 pub mod pipeline;
 pub mod postgres;
 pub mod publisher;
 pub mod routes;
 pub mod source;
+pub mod status;
 pub mod tail;

@@ -3,21 +3,27 @@
 //! Exit codes: 0 ok; 2 configuration or prerequisite error; 1 runtime failure.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use ordo_capture::daemon;
 use ordo_capture::routes::KcopRegistry;
 use ordo_config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+const EXIT_CODES: &str = "Exit codes:\n  0  ok\n  1  runtime failure (a server or Kafka failed while running)\n  2  configuration or prerequisite error (nothing was started; fix and retry)";
 
 #[derive(Parser)]
 #[command(
     name = "ordo",
     version,
-    about = "Change data capture from PostgreSQL and MariaDB to Kafka, in exact transaction order"
+    about = "Change data capture from PostgreSQL and MariaDB to Kafka, in exact transaction order",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Capture changes and publish them, until SIGTERM or SIGINT.
+    /// Capture changes and publish them, until SIGTERM or SIGINT (SIGHUP reloads the log level).
     ///
     /// Example: ordo run --config /etc/ordo/ordo.yaml
     Run {
@@ -34,13 +40,36 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check the config file; print every problem with its location and fix.
+    /// Check the config file, then the source's and Kafka's prerequisites; print every problem
+    /// with its fix (exit 2 if there is any).
     ///
     /// Example: ordo check --config ordo.yaml
     Check {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Only validate the file; connect to nothing.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the last commit record, the source's position and the lag.
+    ///
+    /// Example: ordo status --config ordo.yaml --format json
+    Status {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: ordo completions bash > /etc/bash_completion.d/ordo
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Print transactions from the commit stream, in source order, as they arrive.
     ///
@@ -51,6 +80,15 @@ enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+}
+
+/// `ordo status` output.
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    /// Aligned lines for people.
+    Text,
+    /// One JSON object.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -68,23 +106,46 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_logging(config: Option<&Config>) {
+/// Changes the log filter at run time (SIGHUP).
+type LogReload = reload::Handle<EnvFilter, Registry>;
+
+fn init_logging(config: Option<&Config>) -> LogReload {
     // Without a config (`tail`), only errors, and not librdkafka's end-of-partition notices.
     let level = config.map_or("error,rdkafka::client=off", |c| c.logging.level.as_str());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = match config.map(|c| c.logging.format) {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Text) => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
+    }
+    handle
+}
+
+/// SIGHUP: read the config file again and apply its log level; nothing else can change
+/// without a restart.
+fn reload_logging(path: &Path, handle: &LogReload) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing::warn!("SIGHUP: RUST_LOG is set and overrides logging.level; nothing reloaded");
+        return;
+    }
+    match ordo_config::load(path) {
+        Ok(cfg) => match handle.reload(EnvFilter::new(&cfg.logging.level)) {
+            Ok(()) => {
+                tracing::info!(level = %cfg.logging.level, "SIGHUP: reloaded the log level; source, kafka and mappings cannot be reloaded without a restart")
+            }
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: could not change the log level"),
+        },
+        Err(errors) => {
+            tracing::error!(config = %path.display(), problems = %errors, "SIGHUP: the config file is invalid; keeping the current log level")
+        }
     }
 }
 
@@ -97,18 +158,27 @@ fn main() -> ExitCode {
             println!("{}", ordo_config::json_schema());
             ExitCode::SUCCESS
         }
-        Command::Check { config } => match load(&config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: ok ({} mappings, commit topic {})",
-                    config.display(),
-                    cfg.mappings.len(),
-                    cfg.kafka.commit_topic
-                );
-                ExitCode::SUCCESS
-            }
+        Command::Check { config, offline } => match load(&config) {
+            Ok(cfg) => check(&config, Arc::new(cfg), offline),
             Err(code) => code,
         },
+        Command::Status { config, format } => match load(&config) {
+            Ok(cfg) => status(&cfg, format),
+            Err(code) => code,
+        },
+        Command::Completions { shell } => {
+            use std::io::Write as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ordo", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ordo: cannot write the completion script: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Tail(args) => {
             init_logging(None);
             ordo_capture::tail::main(args)
@@ -118,27 +188,76 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(Some(&cfg));
-            run(Arc::new(cfg))
+            let logs = init_logging(Some(&cfg));
+            run(Arc::new(cfg), config, logs)
         }
     }
 }
 
-fn run(config: Arc<Config>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("ordo: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
+        })
+}
+
+fn check(path: &Path, cfg: Arc<Config>, offline: bool) -> ExitCode {
+    println!(
+        "{}: config ok ({} mappings, commit topic {})",
+        path.display(),
+        cfg.mappings.len(),
+        cfg.kafka.commit_topic
+    );
+    if offline {
+        return ExitCode::SUCCESS;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let problems = rt.block_on(ordo_capture::check::check(&cfg));
+    if problems.is_empty() {
+        println!("source and kafka: ready");
+        return ExitCode::SUCCESS;
+    }
+    ordo_capture::check::print(&problems);
+    println!("{} problem(s); ordo run would fail", problems.len());
+    ExitCode::from(2)
+}
+
+fn status(cfg: &Config, format: StatusFormat) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(ordo_capture::status::read(cfg)) {
+        Ok(s) => {
+            match format {
+                StatusFormat::Text => print!("{}", s.to_text()),
+                StatusFormat::Json => println!("{}", s.to_json()),
+            }
+            ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("ordo status: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: Arc<Config>, path: PathBuf, logs: LogReload) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone()));
+        // Owned by the runtime; ends when the runtime shuts down after `daemon::run` returns.
+        tokio::spawn(signals(shutdown.clone(), path, logs));
         match daemon::run(config, KcopRegistry::default(), shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped");
@@ -147,24 +266,34 @@ fn run(config: Arc<Config>) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "ordo stopped on an error");
                 eprintln!("ordo: {e}");
-                ExitCode::from(1)
+                // A metrics address that cannot be bound is a configuration error: nothing ran.
+                let config_error = matches!(e, daemon::DaemonError::Telemetry(_));
+                ExitCode::from(if config_error { 2 } else { 1 })
             }
         }
     })
 }
 
-async fn signals(shutdown: CancellationToken) {
+async fn signals(shutdown: CancellationToken, path: PathBuf, logs: LogReload) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot install signal handlers; stop ordo with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+            _ = hup.recv() => {
+                reload_logging(&path, &logs);
+                continue;
+            }
+        }
+        shutdown.cancel();
+        return;
     }
-    shutdown.cancel();
 }

@@ -5,11 +5,14 @@
 //! order (and, within an op, in the order its KCOPs produced them, numbered by `ordo.sub`),
 //! before any record of the next transaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordo_kcop::{KcopError, Operation, ProducerRecord, SourceEvent, SourceInfo, TxnBegin};
 use tokio::sync::mpsc;
 
+use crate::metrics::{Metrics, State, TableRows, TableStats};
+use crate::notify::Wedge;
 use crate::publisher::checkpoint::Topics;
 use crate::publisher::{PublishError, Publisher, record_headers};
 use crate::routes::Router;
@@ -39,11 +42,16 @@ pub struct Pipeline {
     records: Vec<ProducerRecord>,
     /// Changes handed to KCOPs (for metrics and tests).
     pub changes: u64,
+    metrics: Arc<Metrics>,
+    tables: HashMap<String, Arc<TableStats>>,
+    /// Rows per table of the current transaction.
+    rows: TableRows,
+    wedge: Wedge,
 }
 
 impl Pipeline {
-    /// A pipeline routing through `router`.
-    pub fn new(router: Router, topics: Topics, source: SourceInfo) -> Self {
+    /// A pipeline routing through `router`, counting into `metrics`.
+    pub fn new(router: Router, topics: Topics, source: SourceInfo, metrics: Arc<Metrics>) -> Self {
         Self {
             router,
             topics,
@@ -52,7 +60,37 @@ impl Pipeline {
             current: None,
             records: Vec::with_capacity(8),
             changes: 0,
+            metrics,
+            tables: HashMap::new(),
+            rows: Vec::new(),
+            wedge: Wedge::from_env(),
         }
+    }
+
+    /// Count one captured row of `table` in the metrics and the current transaction.
+    fn count_row(&mut self, table: &str) {
+        let stats = match self.tables.get(table) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.metrics.table(table);
+                self.tables.insert(table.to_owned(), s.clone());
+                s
+            }
+        };
+        stats.captured(1);
+        match self.rows.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &stats)) {
+            Some((_, n)) => *n += 1,
+            None => self.rows.push((stats, 1)),
+        }
+    }
+
+    /// One turn of the loop: liveness for the watchdog, queue depth for the metrics.
+    async fn tick(&self, publisher: &Publisher) {
+        self.wedge.hold().await;
+        self.metrics.pipeline_tick();
+        let pending = publisher.with_tracker(|t| t.pending());
+        self.metrics
+            .set_queue(publisher.in_flight(), u64::try_from(pending).unwrap_or(0));
     }
 
     /// Run until the source closes the channel, then wait (up to `drain`) for every handed-over
@@ -67,6 +105,7 @@ impl Pipeline {
         drain: std::time::Duration,
     ) -> Result<(), PipelineError> {
         loop {
+            self.tick(publisher).await;
             tokio::select! {
                 batch = events.recv() => match batch {
                     Some(batch) => {
@@ -97,11 +136,18 @@ impl Pipeline {
                 if self.current.is_some() {
                     return Err(PipelineError::Protocol("begin inside a transaction"));
                 }
+                self.metrics.set_source_idle(false);
+                if !begin.id.starts_with("snapshot:") {
+                    self.metrics.transition(State::Streaming);
+                }
+                self.rows.clear();
                 self.txn_no += 1;
                 publisher.with_tracker(|t| t.begin(self.txn_no));
                 self.current = Some((self.txn_no, begin));
             }
             SourceEvent::Change(change) => {
+                let table = change.table.id.to_string();
+                self.count_row(&table);
                 let Some((no, begin)) = &self.current else {
                     return Err(PipelineError::Protocol("change outside a transaction"));
                 };
@@ -118,7 +164,6 @@ impl Pipeline {
                     route.kcop.process(&op, &mut self.records)?;
                 }
                 let txn_id: Arc<str> = begin.id.clone();
-                let table = change.table.id.to_string();
                 for (sub, rec) in self.records.drain(..).enumerate() {
                     let partitions = routes
                         .iter()
@@ -141,7 +186,9 @@ impl Pipeline {
                 let Some((no, _)) = self.current.take() else {
                     return Err(PipelineError::Protocol("commit outside a transaction"));
                 };
-                publisher.with_tracker(|t| t.seal(no, commit));
+                self.metrics.txn_captured(commit.commit_time.0);
+                let rows = std::mem::take(&mut self.rows);
+                publisher.with_tracker(|t| t.seal(no, commit, rows));
             }
             SourceEvent::Rollback => {
                 if let Some((no, _)) = self.current.take() {
@@ -152,6 +199,8 @@ impl Pipeline {
                 if self.current.is_some() {
                     return Err(PipelineError::Protocol("progress inside a transaction"));
                 }
+                self.metrics.set_source_idle(true);
+                self.metrics.transition(State::Streaming);
                 publisher.with_tracker(|t| t.progress(pos));
             }
         }

@@ -109,7 +109,7 @@ pub(crate) async fn ensure_capturable(
         return Err(MysqlSourceError::Setting {
             setting: "the source server".into(),
             found: format!("version {version}, not MariaDB"),
-            fix: "ordo reads MariaDB's binlog protocol (10.6+, tested on 10.11); MySQL 8 is not \
+            fix: "ordo reads MariaDB's binlog protocol (10.5+, tested on 10.11); MySQL 8 is not \
                   supported yet"
                 .into(),
         });

@@ -283,6 +283,7 @@ async fn read_table(
         .await
         .map_err(sql_err(what.clone()))?;
     let (mut chunk, mut in_chunk) = (0u64, 0u64);
+    crate::metrics::snapshot_progress(table, 0, None);
     let id = |chunk: u64| format!("snapshot:{table}:{chunk}");
     tokio::pin!(shutdown);
     loop {
@@ -307,11 +308,13 @@ async fn read_table(
         if in_chunk == chunks.chunk_rows {
             chunks.end(id(chunk), in_chunk);
             (chunk, in_chunk) = (chunk + 1, 0);
+            crate::metrics::snapshot_progress(table, chunk * chunks.chunk_rows, None);
         }
     }
     if in_chunk > 0 {
         chunks.end(id(chunk), in_chunk);
     }
+    crate::metrics::snapshot_progress(table, chunk * chunks.chunk_rows + in_chunk, None);
     Ok(true)
 }
 

@@ -138,6 +138,7 @@ async fn read_table(
     chunk_rows: u64,
     out: &mut Batcher,
 ) -> Result<Arc<TableSchema>, DecodeError> {
+    crate::metrics::snapshot_progress(&table.id, 0, Some(table.estimated_rows));
     let (schema, tys) = table_schema(client, types_cache, table).await?;
     let schema = Arc::new(schema);
     let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
@@ -224,6 +225,7 @@ async fn read_table(
         out.flush().await?;
         chunk += 1;
         tracing::info!(table = %table.id, rows = done, estimated = table.estimated_rows.max(done as i64), "snapshot progress");
+        crate::metrics::snapshot_progress(&table.id, done, Some(table.estimated_rows));
     }
     client
         .batch_execute("CLOSE ordo_snap")

@@ -217,3 +217,26 @@ pub fn last_commit_record(
         high - 1
     )))
 }
+
+/// How many partitions the commit topic has; `None` when it does not exist.
+///
+/// # Errors
+/// When the cluster cannot be reached within `timeout`.
+pub fn commit_topic_partitions(
+    kafka_cfg: &ordo_config::Kafka,
+    timeout: Duration,
+) -> Result<Option<usize>, PublishError> {
+    let topic = &kafka_cfg.commit_topic;
+    let consumer: BaseConsumer = client_config(kafka_cfg)
+        .create()
+        .map_err(kafka("create a metadata client"))?;
+    // Cluster-wide metadata first: it fails when no broker answers, whatever the topic.
+    let md = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(kafka("read the cluster metadata"))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic.as_str() && t.error().is_none())
+        .map(|t| t.partitions().len()))
+}

@@ -31,7 +31,8 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::{Notify, watch};
 
-use self::tracker::{Next, Tracker};
+use self::tracker::{InFlight, Next, Tracker};
+use crate::metrics::Metrics;
 
 /// Delivery tokens with this bit set are commit records (the rest is the sequence number).
 const COMMIT_BIT: usize = 1 << 63;
@@ -65,6 +66,7 @@ pub struct DeliveryContext {
     tracker: Arc<Mutex<Tracker>>,
     durable: watch::Sender<Option<Position>>,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for DeliveryContext {
@@ -86,19 +88,22 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, token: usize) {
         let mut tracker = lock(&self.tracker);
         match result {
-            Ok(msg) if token & COMMIT_BIT != 0 => {
-                if let Some(pos) = tracker.commit_delivered((token & !COMMIT_BIT) as u64) {
+            Ok(_) if token & COMMIT_BIT != 0 => {
+                if let Some(d) = tracker.commit_delivered((token & !COMMIT_BIT) as u64) {
                     drop(tracker);
-                    self.durable.send_replace(Some(pos));
+                    self.metrics.txns_published(d.txns, d.commit_micros);
+                    self.durable.send_replace(Some(d.restart));
                 }
-                let _ = msg;
             }
             Ok(msg) => tracker.delivered(token as u64, msg.topic(), msg.partition(), msg.offset()),
-            Err((err, msg)) => tracker.fail(format!(
-                "record for topic {} partition {}: {err}",
-                msg.topic(),
-                msg.partition()
-            )),
+            Err((err, msg)) => {
+                self.metrics.delivery_error();
+                tracker.fail(format!(
+                    "record for topic {} partition {}: {err}",
+                    msg.topic(),
+                    msg.partition()
+                ));
+            }
         }
         self.wake.notify_one();
     }
@@ -112,6 +117,7 @@ pub struct Publisher {
     commit_topic: String,
     source: SourceKind,
     next_seq: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -141,7 +147,7 @@ pub fn producer_config(kafka: &ordo_config::Kafka) -> ClientConfig {
 
 impl Publisher {
     /// Create the producer. `next_seq` continues the commit stream; `durable` receives each
-    /// position as it becomes durable.
+    /// position as it becomes durable; deliveries are counted in `metrics`.
     ///
     /// # Errors
     /// When librdkafka refuses the configuration.
@@ -150,6 +156,7 @@ impl Publisher {
         source: SourceKind,
         next_seq: u64,
         durable: watch::Sender<Option<Position>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, PublishError> {
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let wake = Arc::new(Notify::new());
@@ -157,6 +164,7 @@ impl Publisher {
             tracker: tracker.clone(),
             durable,
             wake: wake.clone(),
+            metrics: metrics.clone(),
         };
         let producer = producer_config(kafka)
             .create_with_context(ctx)
@@ -171,7 +179,13 @@ impl Publisher {
             commit_topic: kafka.commit_topic.clone(),
             source,
             next_seq,
+            metrics,
         })
+    }
+
+    /// Messages in librdkafka's queue not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     /// The tracker (for tests and metrics).
@@ -217,6 +231,8 @@ impl Publisher {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     headers = back.headers;
+                    // Waiting for room in the queue is progress as far as the watchdog goes.
+                    self.metrics.pipeline_tick();
                     self.check_failure()?;
                     self.drive_commits()?;
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -282,7 +298,12 @@ impl Publisher {
             parts: ready.parts,
         };
         let bytes = rec.encode();
-        lock(&self.tracker).commit_sent(seq, ready.commit.restart_position);
+        let in_flight = InFlight {
+            restart: ready.commit.restart_position,
+            commit_micros: ready.commit.commit_time.0,
+            rows: ready.rows,
+        };
+        lock(&self.tracker).commit_sent(seq, in_flight);
         let mut payload = bytes;
         loop {
             let br: BaseRecord<'_, [u8], [u8], usize> =
@@ -304,6 +325,7 @@ impl Publisher {
             payload = rec.encode();
         }
         self.next_seq += 1;
+        self.metrics.commit_record_written();
         Ok(())
     }
 

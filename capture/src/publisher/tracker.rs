@@ -14,6 +14,8 @@ use std::sync::Arc;
 use ordo_kcop::{Position, TxnCommit};
 use ordo_tcc::commit_stream::PartitionRange;
 
+use crate::metrics::TableRows;
+
 /// One data partition's records of a transaction.
 #[derive(Debug, Clone)]
 struct Part {
@@ -31,6 +33,7 @@ struct TxnState {
     acked: u64,
     sealed: Option<TxnCommit>,
     parts: Vec<Part>,
+    rows: TableRows,
 }
 
 #[derive(Debug)]
@@ -49,6 +52,30 @@ pub struct Ready {
     pub records: u64,
     /// Partitions touched, sorted by topic and partition.
     pub parts: Vec<PartitionRange>,
+    /// Row changes per table, counted as published when the commit record is acknowledged.
+    pub rows: TableRows,
+}
+
+/// A commit record handed to the producer, waiting for its acknowledgement.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The transaction's restart position, durable once acknowledged.
+    pub restart: Position,
+    /// The transaction's commit time (UTC microseconds).
+    pub commit_micros: i64,
+    /// Row changes per table.
+    pub rows: TableRows,
+}
+
+/// What acknowledged commit records made durable.
+#[derive(Debug, PartialEq)]
+pub struct Delivered {
+    /// The newest restart position now durable.
+    pub restart: Position,
+    /// Commit time of its transaction (UTC microseconds).
+    pub commit_micros: i64,
+    /// How many commit records this acknowledgement covered.
+    pub txns: u64,
 }
 
 /// What the front of the queue allows next.
@@ -66,7 +93,7 @@ pub struct Tracker {
     queue: VecDeque<Entry>,
     /// Commit records handed to the producer and not yet acknowledged, with their restart
     /// positions, in order.
-    commits_in_flight: VecDeque<(u64, Position)>,
+    commits_in_flight: VecDeque<(u64, InFlight)>,
     failure: Option<String>,
 }
 
@@ -79,6 +106,7 @@ impl Tracker {
             acked: 0,
             sealed: None,
             parts: Vec::new(),
+            rows: Vec::new(),
         }));
     }
 
@@ -89,10 +117,11 @@ impl Tracker {
         }
     }
 
-    /// Transaction `no` committed at the source.
-    pub fn seal(&mut self, no: u64, commit: TxnCommit) {
+    /// Transaction `no` committed at the source; `rows` counts its row changes per table.
+    pub fn seal(&mut self, no: u64, commit: TxnCommit, rows: TableRows) {
         if let Some(t) = self.txn_mut(no) {
             t.sealed = Some(commit);
+            t.rows = rows;
         }
     }
 
@@ -152,18 +181,30 @@ impl Tracker {
     }
 
     /// The commit record with sequence `seq` is being produced.
-    pub fn commit_sent(&mut self, seq: u64, restart: Position) {
-        self.commits_in_flight.push_back((seq, restart));
+    pub fn commit_sent(&mut self, seq: u64, txn: InFlight) {
+        self.commits_in_flight.push_back((seq, txn));
     }
 
-    /// The commit record `seq` was acknowledged: returns the restart position now durable.
-    pub fn commit_delivered(&mut self, seq: u64) -> Option<Position> {
-        let mut durable = None;
+    /// The commit record `seq` was acknowledged: counts the published rows of every
+    /// transaction it covers and returns what is durable now.
+    pub fn commit_delivered(&mut self, seq: u64) -> Option<Delivered> {
+        let mut durable: Option<Delivered> = None;
         while let Some((s, _)) = self.commits_in_flight.front() {
             if *s > seq {
                 break;
             }
-            durable = self.commits_in_flight.pop_front().map(|(_, p)| p);
+            let Some((_, txn)) = self.commits_in_flight.pop_front() else {
+                break;
+            };
+            for (table, n) in &txn.rows {
+                table.published(*n);
+            }
+            let txns = durable.as_ref().map_or(0, |d| d.txns) + 1;
+            durable = Some(Delivered {
+                restart: txn.restart,
+                commit_micros: txn.commit_micros,
+                txns,
+            });
         }
         durable
     }
@@ -211,6 +252,7 @@ impl Tracker {
                     commit,
                     records: t.acked,
                     parts,
+                    rows: t.rows,
                 }))
             }
         }
@@ -238,10 +280,10 @@ mod tests {
         let mut t = Tracker::default();
         t.begin(1);
         t.sent(1);
-        t.seal(1, commit("a", 10));
+        t.seal(1, commit("a", 10), Vec::new());
         t.begin(2);
         t.sent(2);
-        t.seal(2, commit("b", 20));
+        t.seal(2, commit("b", 20), Vec::new());
         t.delivered(2, "x", 0, 5);
         assert!(t.take_next().is_none(), "txn 1 is not acknowledged yet");
         t.delivered(1, "x", 1, 7);
@@ -255,12 +297,26 @@ mod tests {
     fn progress_waits_for_earlier_commit_records() {
         let mut t = Tracker::default();
         t.begin(1);
-        t.seal(1, commit("a", 10));
+        t.seal(1, commit("a", 10), Vec::new());
         t.progress(Position::Postgres(Lsn(99)));
         assert!(matches!(t.take_next(), Some(Next::Commit(_))));
-        t.commit_sent(1, Position::Postgres(Lsn(11)));
+        t.commit_sent(
+            1,
+            InFlight {
+                restart: Position::Postgres(Lsn(11)),
+                commit_micros: 5,
+                rows: Vec::new(),
+            },
+        );
         assert!(t.take_next().is_none());
-        assert_eq!(t.commit_delivered(1), Some(Position::Postgres(Lsn(11))));
+        assert_eq!(
+            t.commit_delivered(1),
+            Some(Delivered {
+                restart: Position::Postgres(Lsn(11)),
+                commit_micros: 5,
+                txns: 1
+            })
+        );
         assert!(matches!(
             t.take_next(),
             Some(Next::Durable(Position::Postgres(Lsn(99))))
@@ -271,7 +327,7 @@ mod tests {
     fn failures_stop_everything() {
         let mut t = Tracker::default();
         t.begin(1);
-        t.seal(1, commit("a", 10));
+        t.seal(1, commit("a", 10), Vec::new());
         t.fail("boom".into());
         assert!(t.take_next().is_none());
     }
