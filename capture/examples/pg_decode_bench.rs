@@ -299,5 +299,11 @@ async fn main() -> anyhow::Result<()> {
         "ratio ordo / pg_recvlogical: {:.2} (goal >= 0.95)",
         rate(ordo) / rate(recv)
     );
+    // One line for scripts/bench's table.
+    println!(
+        "BENCH|PG decode: {rows} rows in 100-row txns|pg_recvlogical -> /dev/null|{:.0}|ordo source alone|{:.0}|0.95",
+        rate(recv),
+        rate(ordo)
+    );
     Ok(())
 }

@@ -163,5 +163,11 @@ async fn main() {
         "| ratio ordo / baseline (goal >= 0.8) | | {:.2} |",
         base / e2e
     );
+    // One line for scripts/bench's table.
+    println!(
+        "BENCH|MariaDB end to end: {rows} rows in 100-row txns|mariadb-binlog -v -> /dev/null|{:.0}|ordo -> json -> broker + commit records|{:.0}|0.8",
+        r / base,
+        r / e2e
+    );
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }
