@@ -42,17 +42,25 @@ impl Config {
     /// Every mapping that applies to table `namespace.table`, with its index in `mappings`.
     ///
     /// A table may match several mappings; all of them apply, each publishing to its own
-    /// outputs. The iterator yields them in file order and is empty for tables no mapping
-    /// names (their changes are not published).
+    /// outputs. Mappings marked `default` apply only to tables no other mapping selects. The
+    /// iterator yields them in file order and is empty for tables no mapping names (their
+    /// changes are not published).
     pub fn mappings_for<'a>(
         &'a self,
         namespace: &'a str,
         table: &'a str,
     ) -> impl Iterator<Item = (usize, &'a Mapping)> + 'a {
+        let specific = self
+            .mappings
+            .iter()
+            .any(|mapping| !mapping.default && mapping.matches(namespace, table));
+        // The `default` mappings apply only where no other mapping does.
         self.mappings
             .iter()
             .enumerate()
-            .filter(move |(_, mapping)| mapping.matches(namespace, table))
+            .filter(move |(_, mapping)| {
+                mapping.default != specific && mapping.matches(namespace, table)
+            })
     }
 
     /// Checks every rule serde cannot, resolves secrets and compiles table patterns.

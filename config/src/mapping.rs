@@ -2,7 +2,8 @@
 //!
 //! A mapping names tables with glob patterns (`public.order_*`) and lists outputs. A table may
 //! match several mappings; then every matching mapping applies, and the table's changes are
-//! published to the outputs of all of them.
+//! published to the outputs of all of them. A mapping marked `default: true` is the fallback
+//! rule: it applies to the tables its patterns select only when no other mapping selects them.
 
 use std::collections::HashMap;
 
@@ -23,6 +24,11 @@ pub struct Mapping {
     pub tables: Vec<String>,
     /// Where the changes of these tables are published.
     pub outputs: Vec<Output>,
+    /// The fallback rule: when true, this mapping applies only to those of its tables that no
+    /// mapping without `default` selects (e.g. `tables: ["*.*"]`, `default: true` publishes
+    /// every table not mapped otherwise). Default false.
+    #[serde(default)]
+    pub default: bool,
     /// `tables`, compiled during validation.
     #[serde(skip)]
     matcher: GlobSet,

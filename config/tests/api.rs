@@ -254,3 +254,18 @@ mappings:
          hint: use a positive number"
     );
 }
+
+#[test]
+fn a_default_mapping_applies_only_to_tables_no_other_mapping_selects() {
+    let text = "source:\n  postgres:\n    user: ordo\n    database: shop\nkafka:\n  bootstrap_servers: \"k:9092\"\n  commit_topic: commits\nmappings:\n  - tables: [public.orders]\n    outputs: [{ topic: orders, format: json }]\n  - tables: [\"*.*\"]\n    default: true\n    outputs: [{ topic: \"all.{table}\", format: json }]\n  - tables: [\"audit.*\"]\n    outputs: [{ topic: audit, format: csv-audit }]\n";
+    let config = parse_with_env(text, "ordo.yaml", env).unwrap();
+    let indexes = |namespace, table| {
+        config
+            .mappings_for(namespace, table)
+            .map(|(index, _)| index)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(indexes("public", "orders"), [0]);
+    assert_eq!(indexes("public", "customers"), [1], "the fallback rule");
+    assert_eq!(indexes("audit", "log"), [2]);
+}
