@@ -107,7 +107,7 @@ async fn test_decoding(c: &Client, slot: &str) -> Vec<Oracle> {
 /// Commit records (xid -> start and end LSN) between `from` and now.
 async fn commit_records(c: &Client, from: &str) -> std::collections::HashMap<String, (u64, u64)> {
     c.query(
-        "SELECT xid::text, (start_lsn - '0/0')::text, (end_lsn - '0/0')::text FROM pg_get_wal_records_info($1::text::pg_lsn, pg_current_wal_lsn()) \
+        "SELECT xid::text, (start_lsn - '0/0')::text, (end_lsn - '0/0')::text FROM pg_get_wal_records_info($1::text::pg_lsn, pg_current_wal_flush_lsn()) \
          WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'",
         &[&from],
     )
