@@ -8,9 +8,12 @@
 //! - [`publisher`]: the producer, delivery tracking and the commit stream.
 //! - [`daemon`]: all of it wired together for `ordo run`.
 //! - [`check`] and [`status`]: `ordo check` and `ordo status`.
+//! - [`cli`]: the `ordo` command line, for the `ordo` binary and custom builds with their own
+//!   KCOPs ([`cli::main_with`]).
 //! - [`metrics`] and [`notify`]: Prometheus metrics, `/health`, systemd readiness and watchdog.
 
 pub mod check;
+pub mod cli;
 pub mod daemon;
 pub mod metrics;
 pub mod mysql;
