@@ -172,7 +172,11 @@ async fn decode_throughput_against_mariadb_binlog() {
     // One line for scripts/bench's table.
     println!(
         "BENCH|MariaDB decode: {rows} rows ({})|mariadb-binlog -v -> /dev/null|{tool_rate:.0}|ordo source alone|{ordo_rate:.0}|1.0",
-        if single { "single-row INSERTs" } else { "100-row INSERTs" }
+        if single {
+            "single-row INSERTs"
+        } else {
+            "100-row INSERTs"
+        }
     );
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }

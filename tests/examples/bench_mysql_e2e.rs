@@ -21,7 +21,15 @@ use ordo_tests::stack::{mysql_create_database, stack, unique_name};
 
 fn build_ordo(root: &Path) -> std::path::PathBuf {
     let ok = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--release", "-p", "ordo-capture", "--bin", "ordo"])
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "ordo-capture",
+            "--bin",
+            "ordo",
+        ])
         .current_dir(root)
         .status()
         .unwrap();
@@ -136,7 +144,10 @@ async fn main() {
         .unwrap();
     }
     let (end_file, end_pos) = master_status(&mut c).await;
-    assert_eq!(file, end_file, "the load rotated the binlog; use fewer rows");
+    assert_eq!(
+        file, end_file,
+        "the load rotated the binlog; use fewer rows"
+    );
     println!(
         "loaded {rows} rows in {txns} transactions in {:.1} s; binlog {file}:{start_pos}..{end_pos}",
         t.elapsed().as_secs_f64()
