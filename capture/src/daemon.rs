@@ -6,9 +6,15 @@
 //! producer run on the caller's runtime.
 //!
 //! # Shutdown
-//! Cancelling `shutdown` stops the source from reading; the pipeline then hands over what it
-//! has, waits for the commit records of every complete transaction, and the source
-//! acknowledges the last durable position before it disconnects.
+//! Cancelling `shutdown` stops the source from reading at the next transaction boundary (a
+//! PostgreSQL transaction being read is finished first, within a bound); the pipeline then
+//! hands over what it has, waits for the commit records of every complete transaction, and
+//! the source acknowledges the last durable position before it disconnects.
+//!
+//! When the pipeline fails (a KCOP or Kafka error), it drops its end of the event channel and
+//! the daemon cancels `shutdown`: the source sees the closed channel, stops waiting for
+//! positions that can no longer become durable, acknowledges only what is durable (never the
+//! failed transaction) and returns, so a definite error stops the daemon within seconds.
 //!
 //! # Services
 //! Beside the pipeline run, each under the daemon's ownership and stopped when it returns:

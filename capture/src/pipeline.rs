@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ordo_kcop::{KcopError, Operation, ProducerRecord, SourceEvent, SourceInfo, TxnBegin};
 use tokio::sync::mpsc;
 
-use crate::metrics::{Metrics, State, TableRows, TableStats};
+use crate::metrics::{Metrics, TableRows, TableStats};
 use crate::notify::Wedge;
 use crate::publisher::checkpoint::Topics;
 use crate::publisher::{PublishError, Publisher, record_headers};
@@ -137,9 +137,6 @@ impl Pipeline {
                     return Err(PipelineError::Protocol("begin inside a transaction"));
                 }
                 self.metrics.set_source_idle(false);
-                if !begin.id.starts_with("snapshot:") {
-                    self.metrics.transition(State::Streaming);
-                }
                 self.rows.clear();
                 self.txn_no += 1;
                 publisher.with_tracker(|t| t.begin(self.txn_no));
@@ -200,7 +197,6 @@ impl Pipeline {
                     return Err(PipelineError::Protocol("progress inside a transaction"));
                 }
                 self.metrics.set_source_idle(true);
-                self.metrics.transition(State::Streaming);
                 publisher.with_tracker(|t| t.progress(pos));
             }
         }

@@ -42,7 +42,9 @@ pub struct SourceContext {
     pub resume: Option<Position>,
     /// Mapped tables.
     pub tables: TableFilter,
-    /// Fires on shutdown: stop reading, finish the current batch, return `Ok`.
+    /// Fires on shutdown: stop reading at a transaction boundary (finish the transaction being
+    /// read, within a bound, so no record is left without a commit record), send what is
+    /// batched, return `Ok`. When the pipeline has failed (`events` is closed), stop at once.
     pub shutdown: CancellationToken,
 }
 

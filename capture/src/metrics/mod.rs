@@ -170,6 +170,28 @@ impl State {
     }
 }
 
+/// What a source reader reports about itself: the states only a source can tell (see
+/// [`source_state`]). `Starting` and `Stopping` belong to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// The initial snapshot is being read.
+    Snapshotting,
+    /// The server accepted the stream request: changes flow from the log.
+    Streaming,
+    /// The connection was lost; the reader waits to reconnect.
+    Reconnecting,
+}
+
+impl From<SourceState> for State {
+    fn from(s: SourceState) -> Self {
+        match s {
+            SourceState::Snapshotting => State::Snapshotting,
+            SourceState::Streaming => State::Streaming,
+            SourceState::Reconnecting => State::Reconnecting,
+        }
+    }
+}
+
 /// One table's row counters.
 #[derive(Debug, Default)]
 pub struct TableStats {
@@ -318,13 +340,6 @@ impl Metrics {
         });
     }
 
-    /// Move from `from` to `to` only if the daemon is in `from`.
-    pub fn transition_from(&self, from: State, to: State) {
-        let _ = self
-            .state
-            .compare_exchange(from as u8, to as u8, Relaxed, Relaxed);
-    }
-
     /// The pipeline loop went round once (drives the systemd watchdog).
     pub fn pipeline_tick(&self) {
         self.pipeline_ticks.fetch_add(1, Relaxed);
@@ -440,8 +455,8 @@ thread_local! {
     static SOURCE_METRICS: RefCell<Option<Arc<Metrics>>> = const { RefCell::new(None) };
 }
 
-/// Make `metrics` the target of [`snapshot_progress`] calls on this thread (the daemon calls it
-/// on the source thread, so snapshot readers need no extra parameter).
+/// Make `metrics` the target of [`snapshot_progress`] and [`source_state`] calls on this thread
+/// (the daemon calls it on the source thread, so source readers need no extra parameter).
 pub fn install_for_thread(metrics: Arc<Metrics>) {
     SOURCE_METRICS.with(|m| *m.borrow_mut() = Some(metrics));
 }
@@ -451,6 +466,17 @@ pub fn snapshot_progress(table: &TableId, done: u64, estimated: Option<i64>) {
     SOURCE_METRICS.with(|m| {
         if let Some(m) = m.borrow().as_ref() {
             m.snapshot_progress(&table.to_string(), done, estimated);
+        }
+    });
+}
+
+/// Report the source reader's state to the metrics installed on this thread, if any. Readers
+/// call it when a snapshot starts, when the server accepts a stream request, and when a lost
+/// connection makes them wait to reconnect; once the daemon is stopping it has no effect.
+pub fn source_state(state: SourceState) {
+    SOURCE_METRICS.with(|m| {
+        if let Some(m) = m.borrow().as_ref() {
+            m.transition(state.into());
         }
     });
 }
@@ -473,6 +499,20 @@ mod tests {
         for (name, _, _) in HELP {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
         }
+    }
+
+    #[test]
+    fn source_state_reaches_the_installed_metrics_only() {
+        source_state(SourceState::Streaming); // nothing installed: no effect, no panic
+        let m = Arc::new(Metrics::default());
+        install_for_thread(m.clone());
+        source_state(SourceState::Streaming);
+        assert_eq!(m.state(), State::Streaming);
+        source_state(SourceState::Reconnecting);
+        assert_eq!(m.state(), State::Reconnecting);
+        m.transition(State::Stopping);
+        source_state(SourceState::Streaming);
+        assert_eq!(m.state(), State::Stopping);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use ordo_config::PostgresSource;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::{Metrics, State};
+use super::Metrics;
 use crate::postgres::catalog;
 
 /// How often the slot is polled.
@@ -87,11 +87,8 @@ pub async fn monitor(cfg: PostgresSource, metrics: Arc<Metrics>, stop: Cancellat
     }
 }
 
+/// Only the retained WAL: the source reader reports its own state
+/// ([`crate::metrics::source_state`]).
 fn apply(metrics: &Metrics, info: &SlotInfo) {
     metrics.set_slot_retained(info.retained_bytes);
-    if matches!(info.sender_state.as_str(), "streaming" | "catchup") {
-        metrics.transition(State::Streaming);
-    } else if !info.active {
-        metrics.transition_from(State::Streaming, State::Reconnecting);
-    }
 }

@@ -10,6 +10,11 @@
 //! exponential backoff (100 ms doubling to 30 s) from the position after the last transaction
 //! it sent whole, so nothing is missed and nothing is sent twice.
 //!
+//! # Shutdown
+//! A graceful stop waits for the event group being read to end (at most
+//! `FINISH_GROUP_TIMEOUT`), so the pipeline gets whole transactions only and no record is left
+//! without a commit record.
+//!
 //! # Flow control
 //! Events go to the pipeline in batches; a batch is flushed whenever no further event is
 //! already received, so a busy stream fills batches and an idle one delivers at once.
@@ -17,14 +22,17 @@
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use mysql_async::binlog::events::Event;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder};
 use ordo_config::{MysqlSource, TlsMode};
 
 use super::catalog;
 use super::error::MysqlSourceError;
+use super::events::kind;
 use super::gtid;
 use super::txn::Assembler;
+use crate::metrics::{SourceState, source_state};
 use crate::source::{Batcher, SourceContext};
 
 /// Heartbeat period asked of the server; silence for [`SILENCE`] means a dead connection.
@@ -103,6 +111,7 @@ pub(crate) async fn stream_with_retries(
                 if progressed {
                     backoff = Duration::from_millis(100);
                 }
+                source_state(SourceState::Reconnecting);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, position = %asm.position(), "binlog connection lost; reconnecting");
                 out.flush().await?;
                 tokio::select! {
@@ -167,7 +176,12 @@ async fn session(
         .await
         .map_err(sql_err("setting the session time zone"))?;
     let mut stream = open(cfg, asm).await?;
+    source_state(SourceState::Streaming);
+    let mut stop = StopPoint::default();
     loop {
+        if stop.should_stop(ctx) {
+            return Ok(());
+        }
         let next = match stream.next().now_or_never() {
             Some(next) => next,
             None => {
@@ -179,9 +193,12 @@ async fn session(
                         None => std::future::pending().await,
                     }
                 };
+                let finish_by = stop.finish_by;
                 tokio::select! {
                     next = stream.next() => next,
-                    () = ctx.shutdown.cancelled() => return Ok(()),
+                    // Wake up to stop (see `StopPoint`).
+                    () = ctx.shutdown.cancelled(), if !ctx.shutdown.is_cancelled() => continue,
+                    () = sleep_until_some(finish_by), if finish_by.is_some() => continue,
                     () = tick => {
                         asm.tick(out).await?;
                         continue;
@@ -207,9 +224,56 @@ async fn session(
             }
         };
         asm.handle(&ev, &mut meta, out).await?;
+        stop.handled(asm, &ev);
         *progressed = true;
-        if ctx.shutdown.is_cancelled() {
-            return Ok(());
+    }
+}
+
+/// How long shutdown keeps reading to hand over the event group being read whole.
+const FINISH_GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the reader stands for a graceful stop: a stop between event groups hands over whole
+/// transactions only, so it leaves no records without a commit record behind.
+#[derive(Debug, Default)]
+struct StopPoint {
+    in_group: bool,
+    /// Set once shutdown met an open group: stop anyway then (the group is rolled back).
+    finish_by: Option<tokio::time::Instant>,
+}
+
+impl StopPoint {
+    /// Track `ev`, just handled: a GTID event opens a group; an event that moved the
+    /// assembler's position to its own end closed one.
+    fn handled(&mut self, asm: &Assembler, ev: &Event) {
+        let ended = asm.coord().pos == u64::from(ev.header().log_pos());
+        self.in_group = !ended && (self.in_group || ev.header().event_type_raw() == kind::GTID);
+    }
+
+    /// Whether to stop now: shutdown fired and no group is half read (or the pipeline is
+    /// gone, or the group did not end within [`FINISH_GROUP_TIMEOUT`]).
+    fn should_stop(&mut self, ctx: &SourceContext) -> bool {
+        if !ctx.shutdown.is_cancelled() {
+            return false;
         }
+        if !self.in_group || ctx.events.is_closed() {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let deadline = *self.finish_by.get_or_insert(now + FINISH_GROUP_TIMEOUT);
+        let late = now >= deadline;
+        if late {
+            tracing::warn!(
+                "shutdown: the event group being read did not end in time; a restart reads it again"
+            );
+        }
+        late
+    }
+}
+
+/// Sleep until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

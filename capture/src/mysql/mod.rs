@@ -66,6 +66,7 @@ use binlog::{connect, sql_err};
 use schema::SchemaRegistry;
 use txn::Assembler;
 
+use crate::metrics::{SourceState, source_state};
 use crate::source::{Batcher, SourceContext};
 
 /// Where streaming starts.
@@ -126,6 +127,7 @@ pub async fn run(cfg: &MysqlSource, ctx: SourceContext) -> Result<(), MysqlSourc
             (gtids, coord)
         }
         Start::Snapshot => {
+            source_state(SourceState::Snapshotting);
             let taken = snapshot::run(cfg, &ctx, &mut registry, &mut out).await?;
             if !taken.complete || cfg.snapshot == Snapshot::InitialOnly {
                 out.flush().await?;

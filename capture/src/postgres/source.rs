@@ -17,9 +17,11 @@ use tokio_postgres::Client;
 use super::catalog::{self, CatalogError, ident};
 use super::decoder::{DecodeError, Decoder};
 use super::replication::{
-    ReplicationConfig, ReplicationConnection, ReplicationError, ReplicationMessage, SslMode,
+    ReplicationConfig, ReplicationConnection, ReplicationError, ReplicationMessage,
+    ReplicationStream, SslMode,
 };
 use super::snapshot;
+use crate::metrics::{SourceState, source_state};
 use crate::source::{Batcher, SourceContext};
 
 /// Why the PostgreSQL source stopped.
@@ -56,6 +58,10 @@ impl PgSourceError {
 
 /// How long a clean end of the replication session may take at shutdown.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long shutdown keeps reading to hand over the transaction being read whole, so that a
+/// graceful stop leaves no records without a commit record behind.
+const FINISH_TXN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn replication_config(cfg: &PostgresSource) -> ReplicationConfig {
     ReplicationConfig {
@@ -120,6 +126,7 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
         let mut conn = ReplicationConnection::connect(&rcfg).await?;
         let created = conn.create_slot(&cfg.slot, true).await?;
         let name = created.snapshot_name.unwrap_or_default();
+        source_state(SourceState::Snapshotting);
         tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(created.consistent_point), tables = tables.len(), "created slot; taking the initial snapshot");
         let schemas = snapshot::run(
             &client,
@@ -217,6 +224,7 @@ async fn stream_with_retries(
         if streaming {
             backoff = FIRST_BACKOFF;
         }
+        source_state(SourceState::Reconnecting);
         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "replication connection lost; reconnecting");
         decoder.reset(out).await?;
         tokio::select! {
@@ -236,6 +244,9 @@ async fn stream_with_retries(
 /// Wait (bounded) until the pipeline reports `target` durable, so the final status update
 /// confirms everything that was handed on. `start` is where this run began: everything
 /// before it is durable already, whatever the pipeline says.
+///
+/// When the pipeline has stopped on an error (it closed the event channel), nothing more
+/// becomes durable: the wait ends at once and only what is durable is confirmed.
 async fn wait_durable(ctx: &SourceContext, start: u64, target: u64) {
     let mut rx = ctx.durable.clone();
     let wait = async {
@@ -245,12 +256,42 @@ async fn wait_durable(ctx: &SourceContext, start: u64, target: u64) {
             }
         }
     };
-    if tokio::time::timeout(crate::daemon::DRAIN_TIMEOUT, wait)
-        .await
-        .is_err()
-    {
-        tracing::warn!(target = %Lsn(target), "shutdown: not every transaction became durable in time; a restart resumes before them");
+    tokio::select! {
+        () = wait => {}
+        () = ctx.events.closed() => {
+            tracing::info!(target = %Lsn(target), "shutdown: the pipeline stopped on an error; confirming only what is durable");
+        }
+        () = tokio::time::sleep(crate::daemon::DRAIN_TIMEOUT) => {
+            tracing::warn!(target = %Lsn(target), "shutdown: not every transaction became durable in time; a restart resumes before them");
+        }
     }
+}
+
+/// Whether a session should stop now: shutdown fired and no transaction is half read (or the
+/// pipeline is gone), or the
+/// transaction being read did not end within [`FINISH_TXN_TIMEOUT`] (`finish_by` holds that
+/// deadline once shutdown met an open transaction; it is then handed back as a `Rollback`).
+fn should_stop(
+    ctx: &SourceContext,
+    decoder: &Decoder,
+    finish_by: &mut Option<tokio::time::Instant>,
+) -> bool {
+    if !ctx.shutdown.is_cancelled() {
+        return false;
+    }
+    // With the pipeline gone (it stopped on an error) there is nothing to hand over.
+    if !decoder.in_transaction() || ctx.events.is_closed() {
+        return true;
+    }
+    let deadline =
+        *finish_by.get_or_insert_with(|| tokio::time::Instant::now() + FINISH_TXN_TIMEOUT);
+    let late = tokio::time::Instant::now() >= deadline;
+    if late {
+        tracing::warn!(
+            "shutdown: the transaction being read did not end in time; a restart reads it again"
+        );
+    }
+    late
 }
 
 fn durable_lsn(ctx: &SourceContext) -> Option<u64> {
@@ -285,6 +326,7 @@ async fn stream(
     let opts: Vec<(&str, String)> = options.iter().map(|(k, v)| (*k, v.clone())).collect();
     let mut stream = conn.start_replication(&cfg.slot, start, &opts).await?;
     *streaming = true;
+    source_state(SourceState::Streaming);
     tracing::info!(slot = %cfg.slot, start = %Lsn(start), "streaming");
     let mut status = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(100)));
     let heartbeat_ms = if cfg.heartbeat_interval_ms == 0 {
@@ -294,24 +336,18 @@ async fn stream(
     };
     let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms));
     let mut received = start;
+    let mut finish_by = None;
     loop {
+        if should_stop(ctx, decoder, &mut finish_by) {
+            return end_session(ctx, decoder, out, stream, start, received).await;
+        }
+        let finish_deadline = finish_by;
         tokio::select! {
             biased;
-            () = ctx.shutdown.cancelled() => {
-                decoder.reset(out).await?;
-                out.flush().await.map_err(DecodeError::from)?;
-                wait_durable(ctx, start, decoder.skip_before).await;
-                let flushed = durable_lsn(ctx).unwrap_or(start);
-                stream.send_status(received, flushed, flushed, false).await?;
-                // The server finishes decoding its current transaction before it answers,
-                // which can take long in a huge one; closing the socket ends it as well.
-                match tokio::time::timeout(STOP_TIMEOUT, stream.stop()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::info!(error = %e, "ending the replication session failed; closing the connection"),
-                    Err(_) => tracing::info!("the server did not end the replication session in time; closing the connection"),
-                }
-                return Ok(());
-            }
+            // Wakes the loop to stop; with a transaction half read, the loop reads on until it
+            // ends (or `finish_by` passes).
+            () = ctx.shutdown.cancelled(), if !ctx.shutdown.is_cancelled() => {}
+            () = sleep_until_some(finish_deadline), if finish_deadline.is_some() => {}
             msg = stream.next() => {
                 let reply = match msg? {
                     None => return Err(ReplicationError::ConnectionClosed.into()),
@@ -343,5 +379,46 @@ async fn stream(
                 }
             }
         }
+    }
+}
+
+/// Shutdown: hand over what was read, wait for it to become durable, confirm that to the
+/// server and end the session.
+async fn end_session(
+    ctx: &SourceContext,
+    decoder: &mut Decoder,
+    out: &mut Batcher,
+    mut stream: ReplicationStream,
+    start: u64,
+    received: u64,
+) -> Result<(), PgSourceError> {
+    decoder.reset(out).await?;
+    out.flush().await.map_err(DecodeError::from)?;
+    wait_durable(ctx, start, decoder.skip_before).await;
+    let flushed = durable_lsn(ctx).unwrap_or(start);
+    stream
+        .send_status(received, flushed, flushed, false)
+        .await?;
+    // The server finishes decoding its current transaction before it answers, which can take
+    // long in a huge one; closing the socket ends it as well.
+    match tokio::time::timeout(STOP_TIMEOUT, stream.stop()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "ending the replication session failed; closing the connection");
+        }
+        Err(_) => {
+            tracing::info!(
+                "the server did not end the replication session in time; closing the connection"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sleep until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
