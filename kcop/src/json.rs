@@ -38,25 +38,17 @@ pub struct JsonWriter {
 impl JsonWriter {
     /// Write `s` as a JSON string.
     pub fn string(out: &mut Vec<u8>, s: &str) {
+        out.reserve(s.len() + 2);
         out.push(b'"');
         let bytes = s.as_bytes();
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
-            let esc: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f => b"",
-                _ => continue,
-            };
-            out.extend_from_slice(&bytes[start..i]);
-            if esc.is_empty() {
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-            } else {
-                out.extend_from_slice(esc);
+            let esc = ESCAPES[usize::from(b)];
+            if esc == 0 {
+                continue;
             }
+            out.extend_from_slice(&bytes[start..i]);
+            push_escape(out, b, esc);
             start = i + 1;
         }
         out.extend_from_slice(&bytes[start..]);
@@ -88,11 +80,11 @@ impl JsonWriter {
             }
             Value::Uuid(u) => Self::string(out, &format_uuid(u)),
             Value::Date(d) => match self.timestamps {
-                TimestampForm::Iso => Self::string(out, &d.to_string()),
+                TimestampForm::Iso => quoted(out, |o| iso::date(o, *d)),
                 _ => out.extend_from_slice(itoa::Buffer::new().format(d.0).as_bytes()),
             },
             Value::Time(t) => match self.timestamps {
-                TimestampForm::Iso => Self::string(out, &t.to_string()),
+                TimestampForm::Iso => quoted(out, |o| iso::time(o, *t)),
                 _ => out.extend_from_slice(itoa::Buffer::new().format(t.0).as_bytes()),
             },
             Value::TimeTz(t, z) => Self::string(out, &format!("{t}{z}")),
@@ -126,12 +118,10 @@ impl JsonWriter {
             return Self::string(out, &ts.to_string());
         }
         match self.timestamps {
-            TimestampForm::Iso => {
-                out.push(b'"');
-                out.extend_from_slice(ts.to_string().as_bytes());
-                out.extend_from_slice(zone.as_bytes());
-                out.push(b'"');
-            }
+            TimestampForm::Iso => quoted(out, |o| {
+                iso::timestamp(o, ts);
+                o.extend_from_slice(zone.as_bytes());
+            }),
             TimestampForm::EpochMillis => {
                 out.extend_from_slice(itoa::Buffer::new().format(ts.as_millis()).as_bytes())
             }
@@ -162,6 +152,107 @@ impl JsonWriter {
             self.value(out, v);
         }
         out.push(b'}');
+    }
+}
+
+/// For each byte, 0 when it stands for itself in a JSON string, else the character after
+/// the backslash of its escape (`u` for `\u00XX`).
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+fn push_escape(out: &mut Vec<u8>, b: u8, esc: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if esc == b'u' {
+        let (hi, lo) = (HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]);
+        out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hi, lo]);
+    } else {
+        out.extend_from_slice(&[b'\\', esc]);
+    }
+}
+
+/// Write what `body` writes between double quotes (it must need no escaping).
+fn quoted(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    out.push(b'"');
+    body(out);
+    out.push(b'"');
+}
+
+/// ISO 8601 text of dates, times and timestamps written straight into the buffer: the same
+/// bytes as their `Display` forms, without the formatting machinery and its allocations
+/// (the `json` format's hot path).
+mod iso {
+    use crate::value::{Date, Time, Timestamp};
+
+    /// `n` in decimal, left-padded with zeros to `width` digits (like `{n:0width$}`).
+    fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(n);
+        out.extend(std::iter::repeat_n(
+            b'0',
+            width.saturating_sub(digits.len()),
+        ));
+        out.extend_from_slice(digits.as_bytes());
+    }
+
+    /// `[-]YYYY-MM-DD`, or `infinity` / `-infinity`.
+    pub(super) fn date(out: &mut Vec<u8>, d: Date) {
+        if d == Date::INFINITY || d == Date::NEG_INFINITY {
+            return out.extend_from_slice(d.to_string().as_bytes());
+        }
+        let (y, m, day) = d.ymd();
+        if y <= 0 {
+            out.push(b'-');
+        }
+        padded(out, i64::from(y).unsigned_abs(), 4);
+        out.push(b'-');
+        padded(out, u64::from(m), 2);
+        out.push(b'-');
+        padded(out, u64::from(day), 2);
+    }
+
+    /// `[-]HH:MM:SS[.ffffff]` with trailing zeros of the fraction left out.
+    pub(super) fn time(out: &mut Vec<u8>, t: Time) {
+        let us = t.0.unsigned_abs();
+        let (secs, frac) = (us / 1_000_000, us % 1_000_000);
+        if t.0 < 0 {
+            out.push(b'-');
+        }
+        padded(out, secs / 3600, 2);
+        out.push(b':');
+        padded(out, secs / 60 % 60, 2);
+        out.push(b':');
+        padded(out, secs % 60, 2);
+        if frac != 0 {
+            let mut digits = [b'0'; 6];
+            let mut rest = frac;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            let len = 6 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+            out.push(b'.');
+            out.extend_from_slice(&digits[..len]);
+        }
+    }
+
+    /// `<date>T<time>` of a finite timestamp.
+    pub(super) fn timestamp(out: &mut Vec<u8>, ts: Timestamp) {
+        let (d, t) = ts.split();
+        date(out, d);
+        out.push(b'T');
+        time(out, t);
     }
 }
 
@@ -239,7 +330,8 @@ impl JsonKcop {
     }
 
     fn value_bytes(&self, change: &Change) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + 24 * self.columns.len());
+        let images = if self.envelope { 2 } else { 1 };
+        let mut out = Vec::with_capacity(32 + images * (32 + 32 * self.columns.len()));
         if self.envelope {
             out.extend_from_slice(b"{\"op\":\"");
             out.extend_from_slice(change.op.code().as_bytes());
@@ -346,4 +438,101 @@ pub fn bits_le(b: &BitString) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::value::{Date, Time};
+
+    /// The escaping rules spelled out one byte at a time, to check the table against.
+    fn reference_string(s: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if u32::from(c) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes())
+                }
+                c => out.extend_from_slice(c.to_string().as_bytes()),
+            }
+        }
+        out.push(b'"');
+        out
+    }
+
+    fn written(v: &Value) -> String {
+        let mut out = Vec::new();
+        JsonWriter::default().value(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_are_pinned() {
+        let mut out = Vec::new();
+        JsonWriter::string(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}é");
+        assert_eq!(
+            out,
+            b"\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fh\x7f\xc3\xa9\""
+        );
+    }
+
+    #[test]
+    fn iso_edges_match_display() {
+        for ts in [
+            0,
+            -1,
+            1,
+            999_999,
+            -86_400_000_000,
+            i64::MAX - 1,
+            i64::MIN + 1,
+        ] {
+            let ts = Timestamp(ts);
+            assert_eq!(written(&Value::Timestamp(ts)), format!("\"{ts}\""));
+        }
+        for d in [Date::INFINITY, Date::NEG_INFINITY, Date(0), Date(-719_529)] {
+            assert_eq!(written(&Value::Date(d)), format!("\"{d}\""));
+        }
+        for t in [
+            i64::MIN,
+            i64::MAX,
+            -1,
+            0,
+            86_400_000_000,
+            3_600_000_000 * 838,
+        ] {
+            assert_eq!(written(&Value::Time(Time(t))), format!("\"{}\"", Time(t)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn strings_escape_as_the_reference(s in any::<String>()) {
+            let mut out = Vec::new();
+            JsonWriter::string(&mut out, &s);
+            prop_assert_eq!(out, reference_string(&s));
+        }
+
+        #[test]
+        fn timestamps_match_display(us in any::<i64>()) {
+            let ts = Timestamp(us);
+            prop_assert_eq!(written(&Value::Timestamp(ts)), format!("\"{ts}\""));
+            prop_assert_eq!(written(&Value::TimestampTz(ts)), format!("\"{ts}{}\"", if ts.is_finite() { "Z" } else { "" }));
+        }
+
+        #[test]
+        fn dates_and_times_match_display(days in any::<i32>(), us in any::<i64>()) {
+            prop_assert_eq!(written(&Value::Date(Date(days))), format!("\"{}\"", Date(days)));
+            prop_assert_eq!(written(&Value::Time(Time(us))), format!("\"{}\"", Time(us)));
+        }
+    }
 }

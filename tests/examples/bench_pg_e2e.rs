@@ -150,6 +150,16 @@ async fn main() {
         "| ratio ordo / baseline (goal >= 0.8) | | {:.2} |",
         base / e2e
     );
+    // The broker's own ceiling for the same number of pre-encoded records.
+    let ceiling_topic = format!("{}.ceiling", unique_name("ceiling"));
+    let ceiling = ordo_tests::kafka::producer_ceiling(&ceiling_topic, rows);
+    println!(
+        "| broker ceiling: one idempotent producer, {rows} pre-encoded records | | {ceiling:.0} |"
+    );
+    println!(
+        "| ordo / broker ceiling | | {:.2} |",
+        rows as f64 / e2e / ceiling
+    );
     // One line for scripts/bench's table.
     println!(
         "BENCH|PG end to end: {rows} rows in 100-row txns|pg_recvlogical -> /dev/null|{:.0}|ordo -> json -> broker + commit records|{:.0}|0.8",

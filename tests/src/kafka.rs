@@ -154,3 +154,79 @@ pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
     out.sort_by_key(|r| (r.partition, r.offset));
     out
 }
+
+/// The broker's ceiling for a workload: how many records per second one idempotent producer
+/// (`acks=all`, as ordo's) gets through to the stack's broker when the records are already
+/// encoded: `n` records shaped like ordo's JSON output for a 6-column row (a ~40-byte key, a
+/// ~150-byte value and five `ordo.*` headers) over 4 partitions of a new topic.
+/// Benchmarks print it next to ordo's end-to-end rate: no capture can publish faster.
+pub fn producer_ceiling(topic: &str, n: u64) -> f64 {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let admin: rdkafka::admin::AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", &stack().kafka)
+        .create()
+        .expect("create an admin client");
+    let new = rdkafka::admin::NewTopic::new(topic, 4, rdkafka::admin::TopicReplication::Fixed(1));
+    futures::executor::block_on(admin.create_topics([&new], &rdkafka::admin::AdminOptions::new()))
+        .expect("create the topic");
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &stack().kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("create a producer");
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let key = format!("{{\"id\":{i}}}");
+        let value = format!(
+            "{{\"id\":{i},\"a\":{},\"b\":\"row number {i}\",\"c\":\"{}.{:02}\",\"d\":\"2024-01-01T00:00:00.{:06}\",\"e\":{}}}",
+            i * 7,
+            i / 100,
+            i % 100,
+            i % 1_000_000,
+            i as f64 * 1.5
+        );
+        let (txn, op) = ((i / 100).to_string(), (i % 100).to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "ordo.txn",
+                value: Some(txn.as_str()),
+            })
+            .insert(Header {
+                key: "ordo.op",
+                value: Some(op.as_str()),
+            })
+            .insert(Header {
+                key: "ordo.table",
+                value: Some("bench.bench"),
+            })
+            .insert(Header {
+                key: "ordo.optype",
+                value: Some("c"),
+            })
+            .insert(Header {
+                key: "ordo.schema",
+                value: Some("1"),
+            });
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+    n as f64 / started.elapsed().as_secs_f64()
+}
