@@ -513,10 +513,17 @@ fn unknown_and_invalid_options_are_refused_with_the_valid_ones() {
 }
 
 #[test]
-fn audit_rows_in_avro_is_refused_naming_the_option() {
-    let err = route_error("        format: audit-rows\n        options: { encoding: avro }\n");
+fn audit_rows_options_of_the_other_encoding_are_refused() {
+    let err = route_error(
+        "        format: audit-rows\n        options: { encoding: avro, timestamps: iso }\n",
+    );
     assert!(
-        err.contains("options.encoding `avro`") && err.contains("encoding: json"),
+        err.contains("options.timestamps") && err.contains("`encoding: json` only"),
+        "{err}"
+    );
+    let err = route_error("        format: audit-rows\n        options: { schema_topic: x }\n");
+    assert!(
+        err.contains("options.schema_topic") && err.contains("`encoding: avro` only"),
         "{err}"
     );
 }

@@ -134,7 +134,7 @@ impl Router {
             Format::Json => Arc::new(json::build(output, schema, topic.clone())?),
             Format::Debezium => debezium::build(output, schema, topic.clone())?,
             Format::CsvAudit => csv_audit::build(output, schema, topic.clone())?,
-            Format::AuditRows => audit_rows::build(output, schema, topic.clone())?,
+            Format::AuditRows => audit_rows::build(&self.config, output, schema, topic.clone())?,
             Format::Avro => avro::build(&self.config, output, schema, topic.clone())?,
             Format::Custom => {
                 let name = output.kcop.as_deref().unwrap_or_default();

@@ -71,8 +71,8 @@
 //! first attempt's records, schema records included, are already in Kafka).
 
 mod canonical;
-mod encode;
-mod schema;
+pub(crate) mod encode;
+pub(crate) mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,7 +182,7 @@ impl AvroFormat {
             Framing::SingleObject { schema_topic } => (
                 single_object_prefix(self.key_schema.as_ref()),
                 single_object_prefix(Some(&self.value_schema)),
-                self.schema_records(schema_topic),
+                schema_records(schema_topic, self.key_schema.as_ref(), &self.value_schema),
             ),
         };
         AvroKcop {
@@ -193,27 +193,34 @@ impl AvroFormat {
             announced: AtomicBool::new(false),
         }
     }
-
-    fn schema_records(&self, topic: &Arc<str>) -> Vec<ProducerRecord> {
-        self.key_schema
-            .iter()
-            .chain(Some(&self.value_schema))
-            .map(|s| {
-                let key = s.fingerprint.to_le_bytes().to_vec();
-                ProducerRecord::new(topic.clone(), Some(key), Some(s.json.clone().into_bytes()))
-            })
-            .collect()
-    }
 }
 
-fn confluent_prefix(id: u32) -> Vec<u8> {
+/// The records that publish `key` (when there is one) and `value` to the schema topic: keyed
+/// by the fingerprint's 8 bytes, the schema JSON as value.
+pub(crate) fn schema_records(
+    topic: &Arc<str>,
+    key: Option<&AvroSchema>,
+    value: &AvroSchema,
+) -> Vec<ProducerRecord> {
+    key.into_iter()
+        .chain(Some(value))
+        .map(|s| {
+            let key = s.fingerprint.to_le_bytes().to_vec();
+            ProducerRecord::new(topic.clone(), Some(key), Some(s.json.clone().into_bytes()))
+        })
+        .collect()
+}
+
+/// The Confluent wire format's prefix: a zero byte, then the schema id (big-endian).
+pub(crate) fn confluent_prefix(id: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(5);
     p.push(0);
     p.extend_from_slice(&id.to_be_bytes());
     p
 }
 
-fn single_object_prefix(schema: Option<&AvroSchema>) -> Vec<u8> {
+/// The single-object encoding's prefix: `C3 01`, then the fingerprint (little-endian).
+pub(crate) fn single_object_prefix(schema: Option<&AvroSchema>) -> Vec<u8> {
     let mut p = Vec::with_capacity(10);
     p.extend_from_slice(&[0xc3, 0x01]);
     p.extend_from_slice(&schema.map_or(0, |s| s.fingerprint).to_le_bytes());
@@ -262,26 +269,7 @@ impl AvroKcop {
     }
 
     fn key_field(&self, out: &mut Vec<u8>, field: &Field, v: &Value) -> Result<(), KcopError> {
-        match v {
-            Value::Unchanged | Value::NotInImage => Err(self.encode_error(
-                field,
-                "the source did not send this key column's value; key on columns the source always sends (the replica identity)".into(),
-            )),
-            Value::Null if field.nullable => {
-                out.push(0);
-                Ok(())
-            }
-            Value::Null => Err(self.encode_error(
-                field,
-                "NULL in a key column the schema says is NOT NULL".into(),
-            )),
-            v => {
-                if field.nullable {
-                    out.push(2);
-                }
-                encode::value(out, &field.plan, v).map_err(|r| self.encode_error(field, r))
-            }
-        }
+        key_field(out, field, v).map_err(|r| self.encode_error(field, r))
     }
 
     fn image(&self, out: &mut Vec<u8>, row: Option<&Vec<Value>>) -> Result<(), KcopError> {
@@ -291,13 +279,8 @@ impl AvroKcop {
         };
         out.push(2);
         for field in &self.format.row {
-            match row.get(field.column) {
-                None | Some(Value::Null | Value::Unchanged | Value::NotInImage) => out.push(0),
-                Some(v) => {
-                    out.push(2);
-                    encode::value(out, &field.plan, v).map_err(|r| self.encode_error(field, r))?;
-                }
-            }
+            row_field(out, field, row.get(field.column))
+                .map_err(|r| self.encode_error(field, r))?;
         }
         Ok(())
     }
@@ -338,6 +321,42 @@ impl AvroKcop {
         }
         if !self.announced.swap(true, Ordering::Relaxed) {
             out.extend(self.schema_records.iter().cloned());
+        }
+    }
+}
+
+/// Append a key field's value (the reason of an error is the caller's to wrap): the markers,
+/// and `NULL` in a `NOT NULL` column, are errors.
+pub(crate) fn key_field(out: &mut Vec<u8>, field: &Field, v: &Value) -> Result<(), String> {
+    match v {
+        Value::Unchanged | Value::NotInImage => Err(
+            "the source did not send this key column's value; key on columns the source always sends (the replica identity)".into(),
+        ),
+        Value::Null if field.nullable => {
+            out.push(0);
+            Ok(())
+        }
+        Value::Null => Err("NULL in a key column the schema says is NOT NULL".into()),
+        v => {
+            if field.nullable {
+                out.push(2);
+            }
+            encode::value(out, &field.plan, v)
+        }
+    }
+}
+
+/// Append a row field (a union with `null`, null first): null for `NULL`, for the markers and
+/// for a missing value.
+pub(crate) fn row_field(out: &mut Vec<u8>, field: &Field, v: Option<&Value>) -> Result<(), String> {
+    match v {
+        None | Some(Value::Null | Value::Unchanged | Value::NotInImage) => {
+            out.push(0);
+            Ok(())
+        }
+        Some(v) => {
+            out.push(2);
+            encode::value(out, &field.plan, v)
         }
     }
 }

@@ -32,7 +32,8 @@ pub struct AvroSchema {
 }
 
 impl AvroSchema {
-    fn new(schema: &Json) -> Self {
+    /// The schema `schema`, with its canonical form and fingerprint.
+    pub(crate) fn new(schema: &Json) -> Self {
         let canonical = canonical_form(schema);
         Self {
             json: schema.to_string(),
@@ -294,6 +295,15 @@ fn record_json(
     obj.insert("doc".into(), json!(doc));
     obj.insert("fields".into(), Json::Array(fields));
     Json::Object(obj)
+}
+
+/// The fields of `row` as JSON, for a format that builds its own record around them (named
+/// types such as `<prefix>.Interval` are defined at their first use in `row`).
+pub(crate) fn fields_json(table: &TableSchema, prefix: &str, row: &[Field]) -> Vec<Json> {
+    let mut names = names(prefix);
+    row.iter()
+        .filter_map(|f| Some(field_json(f, table.columns.get(f.column)?, &mut names)))
+        .collect()
 }
 
 /// The key schema: record `<ns>.Key` with the key columns, nullable only where the column is.

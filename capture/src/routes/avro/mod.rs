@@ -27,7 +27,9 @@ pub(crate) mod test_registry;
 use std::sync::Arc;
 
 use ordo_config::{Config, Output};
-use ordo_kcop::avro::{AvroFormat, AvroSettings, DecimalMode, Framing, is_avro_namespace};
+use ordo_kcop::avro::{
+    AvroFormat, AvroSchema, AvroSettings, DecimalMode, Framing, is_avro_namespace,
+};
 use ordo_kcop::json::{DeleteMode, TruncateMode};
 use ordo_kcop::{Kcop, KcopError, TableSchema};
 use serde_json::Value;
@@ -37,9 +39,9 @@ use registry::RegistryClient;
 
 const OPTIONS: &str = "schema_topic, decimals, namespace";
 
-/// Options of one `avro` output.
+/// Options of one `avro` output (also `audit-rows` in Avro).
 #[derive(Debug, Default)]
-struct Options {
+pub(super) struct Options {
     schema_topic: Option<String>,
     decimals: DecimalMode,
     namespace: Option<String>,
@@ -63,28 +65,55 @@ pub(super) fn build(
     };
     let options = parse_options(output).map_err(config_error)?;
     let format = AvroFormat::new(schema, settings(output, schema, topic.clone(), &options)?)?;
-    let framing = match &config.schema_registry {
-        Some(registry) => {
-            if options.schema_topic.is_some() {
-                return Err(config_error(
-                    "options.schema_topic is only used without a schema registry; remove it, or remove `schema_registry`".into(),
-                ));
-            }
-            let client =
-                RegistryClient::shared(registry).map_err(|e| config_error(e.to_string()))?;
-            register(&client, &topic, &format).map_err(|e| config_error(e.to_string()))?
-        }
-        None => Framing::SingleObject {
-            schema_topic: options
-                .schema_topic
-                .unwrap_or_else(|| format!("{topic}.schemas"))
-                .into(),
-        },
-    };
+    let framing = framing(
+        config,
+        &topic,
+        &options,
+        format.key_schema(),
+        format.value_schema(),
+    )
+    .map_err(config_error)?;
     Ok(Arc::new(format.into_kcop(framing)))
 }
 
-fn settings(
+/// How the records of `topic` announce their schemas: with `schema_registry` configured, the
+/// ids of `key` and `value` registered under `<topic>-key` and `<topic>-value`; without, the
+/// schema topic.
+///
+/// # Errors
+/// When `schema_topic` is set with a registry, or the registry refuses or cannot be reached.
+pub(super) fn framing(
+    config: &Config,
+    topic: &str,
+    options: &Options,
+    key: Option<&AvroSchema>,
+    value: &AvroSchema,
+) -> Result<Framing, String> {
+    match &config.schema_registry {
+        Some(registry) => {
+            if options.schema_topic.is_some() {
+                return Err(
+                    "options.schema_topic is only used without a schema registry; remove it, or remove `schema_registry`".into(),
+                );
+            }
+            let client = RegistryClient::shared(registry).map_err(|e| e.to_string())?;
+            register(&client, topic, key, value).map_err(|e| e.to_string())
+        }
+        None => Ok(Framing::SingleObject {
+            schema_topic: options
+                .schema_topic
+                .clone()
+                .unwrap_or_else(|| format!("{topic}.schemas"))
+                .into(),
+        }),
+    }
+}
+
+/// The settings of an Avro output (`avro`, or `audit-rows` in Avro).
+///
+/// # Errors
+/// When a key, projected or encrypted column does not exist.
+pub(super) fn settings(
     output: &Output,
     schema: &TableSchema,
     topic: Arc<str>,
@@ -112,39 +141,56 @@ fn settings(
     })
 }
 
+/// The options of an `avro` output.
+///
+/// # Errors
+/// When an option is unknown or invalid.
 fn parse_options(output: &Output) -> Result<Options, String> {
     let mut options = Options::default();
     for (name, value) in &output.options {
-        match name.as_str() {
-            "schema_topic" => options.schema_topic = Some(topic_name(text(name, value)?)?),
-            "decimals" => {
-                options.decimals = match text(name, value)? {
-                    "bytes" => DecimalMode::Bytes,
-                    "string" => DecimalMode::String,
-                    other => {
-                        return Err(format!(
-                            "options.decimals `{other}` is not one of bytes, string"
-                        ));
-                    }
-                }
-            }
-            "namespace" => {
-                let ns = text(name, value)?;
-                if !is_avro_namespace(ns) {
-                    return Err(format!(
-                        "options.namespace `{ns}` is not a valid Avro namespace; use dot-separated names of letters, digits and `_`, not starting with a digit"
-                    ));
-                }
-                options.namespace = Some(ns.to_owned());
-            }
-            other => {
-                return Err(format!(
-                    "the avro format has no option `{other}`; valid options: {OPTIONS}"
-                ));
-            }
+        if !parse_option(&mut options, name, value)? {
+            return Err(format!(
+                "the avro format has no option `{name}`; valid options: {OPTIONS}"
+            ));
         }
     }
     Ok(options)
+}
+
+/// Parse the Avro option `name` into `options`; `Ok(false)` when `name` is not one.
+///
+/// # Errors
+/// When the value is invalid.
+pub(super) fn parse_option(
+    options: &mut Options,
+    name: &str,
+    value: &Value,
+) -> Result<bool, String> {
+    match name {
+        "schema_topic" => options.schema_topic = Some(topic_name(text(name, value)?)?),
+        "decimals" => {
+            options.decimals = match text(name, value)? {
+                "bytes" => DecimalMode::Bytes,
+                "string" => DecimalMode::String,
+                other => {
+                    return Err(format!(
+                        "options.decimals `{other}` is not one of bytes, string"
+                    ));
+                }
+            }
+        }
+        "namespace" => {
+            let ns = text(name, value)?;
+            if !is_avro_namespace(ns) {
+                return Err(format!(
+                    "options.namespace `{ns}` is not a valid Avro namespace; use dot-separated names of letters, digits and `_`, not starting with a digit"
+                ));
+            }
+            options.namespace = Some(ns.to_owned());
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn topic_name(topic: &str) -> Result<String, String> {
@@ -173,14 +219,15 @@ fn text<'v>(name: &str, value: &'v Value) -> Result<&'v str, String> {
 fn register(
     client: &RegistryClient,
     topic: &str,
-    format: &AvroFormat,
+    key: Option<&AvroSchema>,
+    value: &AvroSchema,
 ) -> Result<Framing, registry::RegistryError> {
     blocking(|| {
-        let key_id = match format.key_schema() {
+        let key_id = match key {
             Some(key) => Some(client.register(&format!("{topic}-key"), &key.json)?),
             None => None,
         };
-        let value_id = client.register(&format!("{topic}-value"), &format.value_schema().json)?;
+        let value_id = client.register(&format!("{topic}-value"), &value.json)?;
         Ok(Framing::Registry { key_id, value_id })
     })
 }

@@ -147,7 +147,13 @@ fn build_registers_key_and_value_subjects() {
     )
     .unwrap();
     let format = ordo_kcop::avro::AvroFormat::new(&table(), settings).unwrap();
-    let framing = super::register(&client, "shop.orders", &format).unwrap();
+    let framing = super::register(
+        &client,
+        "shop.orders",
+        format.key_schema(),
+        format.value_schema(),
+    )
+    .unwrap();
     let (key, value) = (
         registry.versions("shop.orders-key"),
         registry.versions("shop.orders-value"),
