@@ -40,6 +40,8 @@ pub struct Pipeline {
     txn_no: u64,
     current: Option<(u64, TxnBegin)>,
     records: Vec<ProducerRecord>,
+    /// For each of `records`, the index of the route whose KCOP made it.
+    made_by: Vec<usize>,
     /// Changes handed to KCOPs (for metrics and tests).
     pub changes: u64,
     metrics: Arc<Metrics>,
@@ -59,6 +61,7 @@ impl Pipeline {
             txn_no: 0,
             current: None,
             records: Vec::with_capacity(8),
+            made_by: Vec::with_capacity(8),
             changes: 0,
             metrics,
             tables: HashMap::new(),
@@ -157,14 +160,20 @@ impl Pipeline {
                     source: &self.source,
                 };
                 self.records.clear();
-                for route in routes.iter() {
+                self.made_by.clear();
+                for (i, route) in routes.iter().enumerate() {
                     route.kcop.process(&op, &mut self.records)?;
+                    self.made_by.resize(self.records.len(), i);
                 }
                 let txn_id: Arc<str> = begin.id.clone();
-                for (sub, rec) in self.records.drain(..).enumerate() {
+                let made = self.records.drain(..).zip(self.made_by.drain(..));
+                for (sub, (rec, by)) in made.enumerate() {
+                    // A topic no route names (an output's `route`, a schema topic) is created
+                    // as the output that made the record says.
                     let partitions = routes
                         .iter()
                         .find(|r| r.topic == rec.topic)
+                        .or_else(|| routes.get(by))
                         .and_then(|r| r.partitions);
                     self.topics.ensure(&rec.topic, partitions, &[]).await?;
                     let headers = record_headers(

@@ -43,6 +43,14 @@ pub struct Output {
     /// Record headers: header name to CEL expression giving its value.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// CEL expression giving the topic of each change's records instead of `topic`, e.g.
+    /// `after.region == "eu" ? "orders.eu" : "orders.other"` or `"audit." + table`. The result
+    /// must be a valid topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_` and `-`); routed topics
+    /// are created like `topic`, with `partitions`. It sees the row as captured, before
+    /// `encrypt`: a route that reads an encrypted column reveals its value in the topic name.
+    /// Deletes and truncates have no `after`; test with `has(after.region)` first.
+    #[serde(default)]
+    pub route: Option<String>,
     /// How deletes are published. Default `image`.
     #[serde(default)]
     pub deletes: DeleteMode,
@@ -250,16 +258,10 @@ impl Output {
     }
 
     fn validate_expressions(&self, cx: &mut Validation<'_>, path: &str) {
-        if let Some(filter) = &self.filter {
-            let at = join_key(path, "filter");
-            if filter.trim().is_empty() {
-                let hint =
-                    "write a CEL expression such as `after.amount > 500`, or remove `filter`";
-                cx.error(&at, "the filter is empty", hint);
-            } else {
-                check_cel(cx, &at, filter);
-            }
-        }
+        let filter_example = "`after.amount > 500`";
+        check_optional(cx, path, "filter", self.filter.as_deref(), filter_example);
+        let route_example = "`\"audit.\" + table`";
+        check_optional(cx, path, "route", self.route.as_deref(), route_example);
         let headers_path = join_key(path, "headers");
         for (name, expression) in &self.headers {
             let at = join_key(&headers_path, name);
@@ -285,6 +287,27 @@ impl Output {
             );
         }
         report_duplicates(cx, &encrypt_path, &self.encrypt, "column");
+    }
+}
+
+/// Checks the optional expression `field` (`filter`, `route`) of the output at `path`: not
+/// empty, valid CEL.
+fn check_optional(
+    cx: &mut Validation<'_>,
+    path: &str,
+    field: &str,
+    expression: Option<&str>,
+    example: &str,
+) {
+    let Some(expression) = expression else {
+        return;
+    };
+    let at = join_key(path, field);
+    if expression.trim().is_empty() {
+        let hint = format!("write a CEL expression such as {example}, or remove `{field}`");
+        cx.error(&at, format!("the {field} is empty"), hint);
+    } else {
+        check_cel(cx, &at, expression);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Check-time errors of the row-level steps: CEL syntax in filters and headers, and
+//! Check-time errors of the row-level steps: CEL syntax in filters, routes and headers, and
 //! encryption keys (material, ids, key-file permissions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,9 +63,30 @@ fn header_syntax_errors_name_the_header() {
 }
 
 #[test]
+fn route_errors_name_the_route() {
+    let found = output_errors("        route: '\"audit.\" +'\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let e = &found[0];
+    assert_eq!(e.path, "mappings[0].outputs[1].route");
+    assert_eq!(e.line, Some(14));
+    assert!(
+        e.message.starts_with("CEL syntax error at line 1, column "),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.as_deref().unwrap().contains("CEL"));
+
+    let found = output_errors("        route: ' '\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "mappings[0].outputs[1].route");
+    assert_eq!(found[0].message, "the route is empty");
+}
+
+#[test]
 fn valid_expressions_pass() {
     let found = output_errors(
         "        filter: 'op == \"d\" || has(after.amount) && after.amount > 500'\n        \
+         route: 'has(after.region) && after.region == \"eu\" ? \"orders.eu\" : \"audit.\" + table'\n        \
          headers: { region: after.region, at: string(txn.commit_time) }\n",
     );
     assert!(found.is_empty(), "{found:?}");

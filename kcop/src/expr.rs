@@ -1,4 +1,5 @@
-//! CEL expressions over one operation: an output's `filter` and its computed `headers`.
+//! CEL expressions over one operation: an output's `filter`, its computed `headers` and its
+//! `route`.
 //!
 //! Expressions are written in the [Common Expression Language](https://github.com/google/cel-spec)
 //! and evaluated by the `cel` crate; ordo adds no syntax of its own.
@@ -41,6 +42,12 @@
 //! doubles in decimal, bools as `true`/`false`, bytes as they are, timestamps in RFC 3339
 //! (`2024-05-01T12:30:00Z`). A `null` result omits the header from the record. Lists and maps
 //! are refused.
+//!
+//! # Routes
+//! [`Expr::topic_name`] takes a string result as a topic name. Any other result, an empty
+//! string, `.`, `..`, a name with a character other than `a-z`, `A-Z`, `0-9`, `.`, `_` and `-`,
+//! or one longer than 249 characters is an [`ExprError`] that says which rule the name broke
+//! (and at which character) without quoting it, since it is made of row values.
 //!
 //! # Error handling
 //! [`Expr::compile`] reports syntax errors with their line and column inside the expression.
@@ -89,6 +96,22 @@ pub enum ExprError {
     NotBool {
         /// The CEL type of the result.
         actual: String,
+    },
+    /// A route gave something else than a string.
+    #[error(
+        "the route gave a value of type {actual}, not a string; write an expression giving a topic name, such as `\"audit.\" + table`"
+    )]
+    NotString {
+        /// The CEL type of the result.
+        actual: String,
+    },
+    /// A route gave a string Kafka does not allow as a topic name.
+    #[error(
+        "the route gave {problem}, which is not a valid Kafka topic name; a topic name is 1 to 249 of the characters a-z, A-Z, 0-9, `.`, `_` and `-`"
+    )]
+    NotTopicName {
+        /// Which rule the name broke, without the name.
+        problem: String,
     },
     /// A header expression gave a list, a map or another value with no text form.
     #[error(
@@ -204,6 +227,22 @@ impl Expr {
         Ok(Some(text))
     }
 
+    /// Evaluate as a route: the topic name the result gives (see the module docs).
+    ///
+    /// # Errors
+    /// When evaluation fails, the result is not a string, or not a valid topic name.
+    pub fn topic_name(&self, op: &Operation<'_>) -> Result<Arc<str>, ExprError> {
+        match self.evaluate(op)? {
+            Cel::String(name) => match topic_name_problem(&name) {
+                None => Ok(Arc::from(name.as_str())),
+                Some(problem) => Err(ExprError::NotTopicName { problem }),
+            },
+            other => Err(ExprError::NotString {
+                actual: other.type_of().to_string(),
+            }),
+        }
+    }
+
     /// Names the expression uses that are not [`VARIABLES`] (nor bound by a macro such as
     /// `all(x, ...)`), e.g. a misspelt `aftr`.
     pub fn unknown_variables(&self) -> BTreeSet<String> {
@@ -222,6 +261,28 @@ impl Expr {
             .filter(|c| schema.column_index(c).is_none())
             .collect()
     }
+}
+
+/// Longest topic name Kafka accepts.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// Which rule of Kafka's topic names `name` breaks, without quoting it (it is made of row
+/// values), or `None` when it is a valid name.
+fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("an empty string".to_owned());
+    }
+    if name == "." || name == ".." {
+        return Some("`.` or `..`".to_owned());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if let Some(at) = name.chars().position(|c| !allowed(c)) {
+        return Some(format!(
+            "a name with a character Kafka does not allow at position {}",
+            at + 1
+        ));
+    }
+    (name.len() > MAX_TOPIC_LEN).then(|| format!("a name of {} characters", name.len()))
 }
 
 /// Names found while walking an expression.

@@ -1,14 +1,16 @@
 //! PostgreSQL -> filter, encrypted column, computed headers -> json -> broker, then decrypted
-//! with `ordo_tcc::decrypt`, across a key rotation (restart with a new active key).
+//! with `ordo_tcc::decrypt`, across a key rotation (restart with a new active key); and
+//! PostgreSQL -> `route` by a column -> two topics, listed by the commit records.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
+use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tcc::decrypt::Decryptor;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
+use ordo_tests::kafka::{Record, partitions, read_all};
 use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
 use serde_json::json;
 
@@ -211,4 +213,141 @@ async fn filter_headers_and_encryption_through_the_daemon() {
         err.to_string().contains("key `k1`, which is not loaded"),
         "{err}"
     );
+}
+
+/// One output for `public.orders`, routed by region, its topics created with 2 partitions
+/// (the default is 1).
+fn route_config(db: &str, prefix: &str) -> String {
+    let s = stack();
+    format!(
+        r#"
+source:
+  postgres:
+    host: {host}
+    port: {port}
+    user: ordo
+    password: ordo
+    database: {db}
+    tls: {{ mode: disable }}
+    slot: {prefix}
+    publication: {prefix}
+    snapshot: never
+    spill_dir: {spill}
+    status_interval_ms: 200
+kafka:
+  bootstrap_servers: "{kafka}"
+  commit_topic: {prefix}.commits
+mappings:
+  - tables: ["public.orders"]
+    outputs:
+      - topic: "{prefix}.{{table}}"
+        format: json
+        partitions: 2
+        route: 'has(after.region) && after.region == "eu" ? "{prefix}.eu" : "{prefix}.other." + table'
+"#,
+        host = s.pg_host,
+        port = s.pg_port,
+        kafka = s.kafka,
+        spill = std::env::temp_dir().join("ordo-test-spill").display(),
+    )
+}
+
+async fn read(topic: &str) -> Vec<Record> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_all(&topic))
+        .await
+        .unwrap()
+}
+
+/// The commit records of `topic`, once there are `count`.
+async fn commits(topic: &str, count: usize) -> Vec<CommitRecord> {
+    wait_until(
+        &format!("{count} commit records on {topic}"),
+        Duration::from_secs(60),
+        || async move {
+            let recs = read(topic).await;
+            (recs.len() >= count).then(|| {
+                recs.iter()
+                    .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        },
+    )
+    .await
+}
+
+/// `(id, op type)` of each record, sorted (the topics have two partitions).
+fn ids_and_ops(records: &[Record]) -> Vec<(i64, String)> {
+    let mut found: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let id = r.json()["id"].as_i64().unwrap();
+            (id, r.header("ordo.optype").unwrap().to_owned())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_sends_records_to_the_topic_a_column_names() {
+    let (db, url) = pg_create_database("route").await;
+    let prefix = unique_name("route");
+    let c = pg_connect(&url).await;
+    c.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, region text, amount int)")
+        .await
+        .unwrap();
+
+    let daemon = start(&route_config(&db, &prefix));
+    wait_for_slot(&c, &prefix).await;
+    for sql in [
+        "BEGIN;
+         INSERT INTO orders VALUES (1, 'eu', 10);
+         INSERT INTO orders VALUES (2, 'us', 20);
+         COMMIT;",
+        "UPDATE orders SET region = 'eu' WHERE id = 2",
+        "DELETE FROM orders WHERE id = 1",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    let commits = commits(&format!("{prefix}.commits"), 3).await;
+    daemon.stop().await.unwrap();
+
+    let (eu, other) = (format!("{prefix}.eu"), format!("{prefix}.other.orders"));
+    let (eu_records, other_records) = (read(&eu).await, read(&other).await);
+    let pair = |id: i64, op: &str| (id, op.to_owned());
+    assert_eq!(ids_and_ops(&eu_records), [pair(1, "c"), pair(2, "u")]);
+    // The delete has no `after`, so `has(after.region)` is false.
+    assert_eq!(ids_and_ops(&other_records), [pair(1, "d"), pair(2, "c")]);
+    assert_eq!(partitions(&eu), 2, "created with the output's partitions");
+    assert_eq!(
+        partitions(&other),
+        2,
+        "created with the output's partitions"
+    );
+
+    // Nothing went to the output's own topic (`<prefix>.orders`).
+    assert_eq!(commits.len(), 3, "{commits:?}");
+    let topics: Vec<Vec<&str>> = commits
+        .iter()
+        .map(|c| c.parts.iter().map(|p| p.topic.as_str()).collect())
+        .collect();
+    assert_eq!(topics, [vec![&*eu, &*other], vec![&*eu], vec![&*other]]);
+    assert_eq!(
+        commits.iter().map(|c| c.records).collect::<Vec<_>>(),
+        [2, 1, 1]
+    );
+    for r in eu_records.iter().chain(&other_records) {
+        let txn = r.header("ordo.txn").unwrap();
+        let commit = commits.iter().find(|c| c.txn == txn).unwrap();
+        assert!(
+            commit.parts.iter().any(|p| p.topic == r.topic
+                && p.partition == r.partition
+                && (p.first..=p.last).contains(&r.offset)),
+            "record {}:{}@{} is not in the commit record of its transaction {commit:?}",
+            r.topic,
+            r.partition,
+            r.offset
+        );
+    }
 }
