@@ -2,25 +2,18 @@
 //! reader with the generated schemas.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::fmt::Write as _;
+mod common;
+
 use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
+use common::{col, field, hex_dump, strings};
 use ordo_kcop::avro::{AvroFormat, AvroKcop, AvroSettings, DecimalMode, Framing};
 use ordo_kcop::json::{DeleteMode, TruncateMode};
 use ordo_kcop::{
     Change, Column, ColumnKind, Interval, Kcop, KcopError, Op, Operation, ProducerRecord,
     SourceInfo, TableId, TableSchema, Time, Timestamp, TxnBegin, Value, ZoneOffset,
 };
-
-fn col(name: &str, type_name: &str, kind: ColumnKind, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        type_name: type_name.into(),
-        kind,
-        nullable,
-    }
-}
 
 /// One column per value variant (and per integer width), with the value of the insert.
 fn columns() -> Vec<(Column, Value)> {
@@ -206,32 +199,7 @@ fn run(kcop: &AvroKcop, changes: &[Change]) -> Vec<ProducerRecord> {
         name: "slot".into(),
         database: "shop".into(),
     };
-    let mut out = Vec::new();
-    for change in changes {
-        let op = Operation {
-            change,
-            txn: &txn,
-            source: &source,
-        };
-        kcop.process(&op, &mut out).unwrap();
-    }
-    out
-}
-
-fn hex_dump(records: &[ProducerRecord]) -> String {
-    let mut text = String::new();
-    for r in records {
-        let show = |b: &Option<Vec<u8>>| b.as_ref().map_or("none".to_owned(), hex::encode);
-        writeln!(
-            text,
-            "{} key={} value={}",
-            r.topic,
-            show(&r.key),
-            show(&r.value)
-        )
-        .unwrap();
-    }
-    text
+    common::run(kcop, changes, &txn, &source)
 }
 
 fn registry_kcop(table: &TableSchema) -> AvroKcop {
@@ -321,36 +289,9 @@ fn fingerprints_and_canonical_forms_match_apache_avro() {
     );
 }
 
+/// A registry-framed datum: the magic byte and schema id, then the body.
 fn decode(schema_json: &str, framed: &[u8]) -> Avro {
-    let schema = apache_avro::Schema::parse_str(schema_json).unwrap();
-    let mut body = &framed[5..];
-    let value = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
-    assert!(body.is_empty(), "every byte is consumed");
-    value
-}
-
-fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
-    let Avro::Record(fields) = record else {
-        panic!("not a record: {record:?}")
-    };
-    let v = &fields.iter().find(|(n, _)| n == name).unwrap().1;
-    match v {
-        Avro::Union(_, inner) => inner,
-        v => v,
-    }
-}
-
-fn strings(v: &Avro) -> Vec<String> {
-    let Avro::Array(items) = v else {
-        panic!("not an array: {v:?}")
-    };
-    items
-        .iter()
-        .map(|i| match i {
-            Avro::String(s) => s.clone(),
-            other => panic!("not a string: {other:?}"),
-        })
-        .collect()
+    common::decode(schema_json, &framed[5..])
 }
 
 #[test]
