@@ -64,6 +64,24 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Starts `ordo run --config <config>` as a child process with `RUST_LOG=info`, its stdout
+/// discarded and its stderr (the log) appended to `log`.
+pub fn spawn_ordo_run(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open the log {}: {e}", log.display()));
+    std::process::Command::new(ordo_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start ordo")
+}
+
 /// The `ordo` binary, built on first use (`cargo build -p ordo-capture --bin ordo`).
 pub fn ordo_binary() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();

@@ -230,3 +230,32 @@ pub fn producer_ceiling(topic: &str, n: u64) -> f64 {
     p.flush(Duration::from_secs(120)).expect("flush");
     n as f64 / started.elapsed().as_secs_f64()
 }
+
+/// Waits up to 60 s until `topic` holds at least `at_least` records and returns them all, as
+/// [`read_all`] does (which runs on a blocking thread).
+pub async fn wait_for_records(topic: &str, at_least: usize) -> Vec<Record> {
+    wait_for(&format!("{at_least} records on {topic}"), topic, at_least).await
+}
+
+/// Waits up to 60 s until the commit topic `topic` holds at least `at_least` records and
+/// returns them all, decoded.
+pub async fn wait_for_commits(
+    topic: &str,
+    at_least: usize,
+) -> Vec<ordo_tcc::commit_stream::CommitRecord> {
+    let what = format!("{at_least} commit records on {topic}");
+    crate::invariant::decode_commits(&wait_for(&what, topic, at_least).await)
+}
+
+async fn wait_for(what: &str, topic: &str, at_least: usize) -> Vec<Record> {
+    crate::stack::wait_until(what, Duration::from_secs(60), || {
+        let topic = topic.to_owned();
+        async move {
+            let recs = tokio::task::spawn_blocking(move || read_all(&topic))
+                .await
+                .expect("reading the topic panicked");
+            (recs.len() >= at_least).then_some(recs)
+        }
+    })
+    .await
+}

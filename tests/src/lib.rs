@@ -7,6 +7,7 @@
 //! suite never passes without having talked to its servers.
 
 pub mod capture;
+pub mod config;
 pub mod invariant;
 pub mod kafka;
 pub mod ops;

@@ -222,6 +222,26 @@ where
     }
 }
 
+/// Waits up to 60 s until the replication slot `slot` exists on the server `c` is connected
+/// to: a daemon with `snapshot: never` captures the changes made after that.
+pub async fn pg_wait_for_slot(c: &tokio_postgres::Client, slot: &str) {
+    wait_until(
+        &format!("the replication slot {slot}"),
+        Duration::from_secs(60),
+        || async move {
+            let rows = c
+                .query(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("looking for the slot {slot}: {e}"));
+            (!rows.is_empty()).then_some(())
+        },
+    )
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ordo_tests::capture::ordo_binary;
+use ordo_tests::capture::spawn_ordo_run;
 use ordo_tests::invariant::{assert_dense, assert_listing, decode_commits};
 use ordo_tests::kafka::read_all_from;
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::stack::{
+    pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name, wait_until,
+};
 
 const WRITERS: usize = 2;
 const TXNS_PER_WRITER: usize = 50;
@@ -106,22 +108,6 @@ impl Drop for Broker {
     }
 }
 
-fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(ordo_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start ordo")
-}
-
 async fn writer(url: String, id: usize) -> Vec<u32> {
     let c = pg_connect(&url).await;
     let mut xids = Vec::new();
@@ -151,7 +137,7 @@ async fn writer(url: String, id: usize) -> Vec<u32> {
 fn keep_running(daemon: &mut Child, config: &Path, log: &Path) -> usize {
     match daemon.try_wait().unwrap() {
         Some(_) => {
-            *daemon = spawn_daemon(config, log);
+            *daemon = spawn_ordo_run(config, log);
             1
         }
         None => 0,
@@ -186,22 +172,8 @@ async fn broker_restarts_mid_stream_keep_one_commit_record_per_transaction() {
     )
     .await
     .unwrap();
-    let mut daemon = spawn_daemon(&config, &log);
-    let slot = prefix.clone();
-    wait_until("the slot to exist", Duration::from_secs(60), || {
-        let (c, slot) = (&c, slot.clone());
-        async move {
-            let rows = c
-                .query(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&slot],
-                )
-                .await
-                .unwrap();
-            (!rows.is_empty()).then_some(())
-        }
-    })
-    .await;
+    let mut daemon = spawn_ordo_run(&config, &log);
+    pg_wait_for_slot(&c, &prefix).await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(url.clone(), w + 1)))

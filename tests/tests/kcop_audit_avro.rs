@@ -11,40 +11,26 @@ mod test_registry;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml};
+use ordo_tests::kafka::wait_for_records;
+use ordo_tests::stack::{pg_connect, pg_create_database, pg_wait_for_slot, unique_name};
 use test_registry::TestRegistry;
 
 async fn setup(registry: Option<&str>) -> (String, String, String) {
     let (db, url) = pg_create_database("auditavro").await;
     let prefix = unique_name("auditavro");
-    let s = stack();
+    let source = pg_source_yaml(&db, &prefix, "never");
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     let registry = registry.map_or(String::new(), |url| {
         format!("schema_registry:\n  url: {url}\n")
     });
     let yaml = format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-{registry}mappings:
+{source}{kafka}{registry}mappings:
   - tables: ["public.items"]
     outputs:
       - topic: "{prefix}.{{table}}"
@@ -52,9 +38,6 @@ kafka:
         deletes: tombstone
         options: {{ encoding: avro }}
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
     );
     let c = pg_connect(&url).await;
     c.batch_execute(
@@ -67,26 +50,6 @@ kafka:
     (url, prefix, yaml)
 }
 
-/// Wait until the daemon has made its replication slot, so that later changes are captured
-/// (`snapshot: never`).
-async fn wait_for_slot(url: &str, slot: &str) {
-    let admin = pg_connect(url).await;
-    wait_until("the replication slot", Duration::from_secs(60), || {
-        let admin = &admin;
-        async move {
-            let rows = admin
-                .query(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&slot],
-                )
-                .await
-                .unwrap();
-            (!rows.is_empty()).then_some(())
-        }
-    })
-    .await;
-}
-
 /// Insert, update (the full old row: `UB` then `UP`), delete: one transaction each.
 async fn write_changes(url: &str) {
     let c = pg_connect(url).await;
@@ -97,24 +60,6 @@ async fn write_changes(url: &str) {
     ] {
         c.batch_execute(sql).await.unwrap();
     }
-}
-
-async fn records(topic: &str, at_least: usize) -> Vec<Record> {
-    let topic = topic.to_owned();
-    wait_until(
-        &format!("{at_least} records on {topic}"),
-        Duration::from_secs(60),
-        || {
-            let topic = topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || read_all(&topic))
-                    .await
-                    .unwrap();
-                (recs.len() >= at_least).then_some(recs)
-            }
-        },
-    )
-    .await
 }
 
 /// `GET /schemas/ids/{id}`, as a consumer would ask the registry.
@@ -192,14 +137,14 @@ fn check_records(values: &[Avro], keys: &[Avro]) {
 async fn single_object_framing_publishes_the_schemas_to_the_schema_topic() {
     let (url, prefix, yaml) = setup(None).await;
     let mut daemon = start(&yaml);
-    wait_for_slot(&url, &prefix).await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     write_changes(&url).await;
     let topic = format!("{prefix}.items");
     // PT, UB, UP, DL, then the delete's tombstone.
-    let recs = records(&topic, 5).await;
-    let published = records(&format!("{topic}.schemas"), 2).await;
-    let commits = records(&format!("{prefix}.commits"), 3).await;
+    let recs = wait_for_records(&topic, 5).await;
+    let published = wait_for_records(&format!("{topic}.schemas"), 2).await;
+    let commits = wait_for_records(&format!("{prefix}.commits"), 3).await;
     daemon.stop().await.unwrap();
     assert_eq!((recs.len(), published.len()), (5, 2));
     let first = CommitRecord::decode(commits[0].value.as_deref(), commits[0].offset).unwrap();
@@ -250,11 +195,11 @@ async fn registry_framing_registers_the_topic_subjects() {
     let registry = TestRegistry::start();
     let (url, prefix, yaml) = setup(Some(&registry.url)).await;
     let mut daemon = start(&yaml);
-    wait_for_slot(&url, &prefix).await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     write_changes(&url).await;
     let topic = format!("{prefix}.items");
-    let recs = records(&topic, 5).await;
+    let recs = wait_for_records(&topic, 5).await;
     daemon.stop().await.unwrap();
     assert_eq!(recs.len(), 5);
 

@@ -16,8 +16,9 @@ use std::time::Duration;
 use apache_avro::types::Value as Avro;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
+use ordo_tests::kafka::wait_for_records;
+use ordo_tests::stack::{pg_connect, pg_create_database, unique_name, wait_until};
 use test_registry::TestRegistry;
 
 /// A value over 2 kB that does not compress, so PostgreSQL stores it out of line (TOAST).
@@ -26,38 +27,24 @@ const BIG: &str = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 
 async fn setup(registry: Option<&str>) -> (String, String, String) {
     let (db, url) = pg_create_database("avro").await;
     let prefix = unique_name("avro");
-    let s = stack();
+    let source = pg_source_yaml_spilling(
+        &db,
+        &prefix,
+        "never",
+        &std::env::temp_dir().join("ordo-test-spill"),
+    );
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     let registry = registry.map_or(String::new(), |url| {
         format!("schema_registry:\n  url: {url}\n")
     });
     let yaml = format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    spill_dir: {spill}
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-{registry}mappings:
+{source}{kafka}{registry}mappings:
   - tables: ["public.items"]
     outputs:
       - topic: "{prefix}.{{table}}"
         format: avro
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
-        spill = std::env::temp_dir().join("ordo-test-spill").display(),
     );
     let c = pg_connect(&url).await;
     c.batch_execute(
@@ -80,24 +67,6 @@ async fn write_changes(url: &str) {
     ))
     .await
     .unwrap();
-}
-
-async fn records(topic: &str, at_least: usize) -> Vec<Record> {
-    let topic = topic.to_owned();
-    wait_until(
-        &format!("{at_least} records on {topic}"),
-        Duration::from_secs(60),
-        || {
-            let topic = topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || read_all(&topic))
-                    .await
-                    .unwrap();
-                (recs.len() >= at_least).then_some(recs)
-            }
-        },
-    )
-    .await
 }
 
 /// `GET /schemas/ids/{id}`, as a consumer would ask the registry.
@@ -195,7 +164,7 @@ async fn registry_framing_through_the_daemon() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     daemon.assert_running().await;
     write_changes(&url).await;
-    let recs = records(&format!("{prefix}.items"), 3).await;
+    let recs = wait_for_records(&format!("{prefix}.items"), 3).await;
     daemon.stop().await.unwrap();
     assert_eq!(recs.len(), 3);
 
@@ -238,9 +207,9 @@ async fn single_object_framing_publishes_schemas_to_the_schema_topic() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     daemon.assert_running().await;
     write_changes(&url).await;
-    let recs = records(&format!("{prefix}.items"), 3).await;
-    let published = records(&format!("{prefix}.items.schemas"), 2).await;
-    let commits = records(&format!("{prefix}.commits"), 1).await;
+    let recs = wait_for_records(&format!("{prefix}.items"), 3).await;
+    let published = wait_for_records(&format!("{prefix}.items.schemas"), 2).await;
+    let commits = wait_for_records(&format!("{prefix}.commits"), 1).await;
     daemon.stop().await.unwrap();
     assert_eq!((recs.len(), published.len()), (3, 2));
     let first = CommitRecord::decode(commits[0].value.as_deref(), commits[0].offset).unwrap();
@@ -289,7 +258,7 @@ async fn incompatible_schema_change_stops_the_daemon_naming_the_subject() {
     c.batch_execute("INSERT INTO items (id, name, body) VALUES (1, 'a', 'b')")
         .await
         .unwrap();
-    records(&topic, 1).await;
+    wait_for_records(&topic, 1).await;
     c.batch_execute(
         "ALTER TABLE items ADD COLUMN extra int;
          INSERT INTO items (id, name, body, extra) VALUES (2, 'a', 'b', 3);",

@@ -6,14 +6,12 @@
 //! has full row images and no TRUNCATE rows).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::time::Duration;
-
 use mysql_async::prelude::Queryable;
-use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
+use ordo_tests::config::{kafka_yaml, mysql_source_yaml, pg_source_yaml};
+use ordo_tests::kafka::{Record, read_all, wait_for_commits};
 use ordo_tests::stack::{
-    mysql_create_database, pg_connect, pg_create_database, stack, unique_name, wait_until,
+    mysql_create_database, pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name,
 };
 use serde_json::{Value, json};
 
@@ -23,13 +21,9 @@ const BIG: &str = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 
 
 /// The three outputs under test, for tables matching `tables`.
 fn outputs(prefix: &str, tables: &str) -> String {
-    format!(
-        r#"
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-  topic_partitions: 1
-mappings:
+    kafka_yaml(&format!("{prefix}.commits"), Some(1))
+        + &format!(
+            r#"mappings:
   - tables: ["{tables}"]
     outputs:
       - topic: "{prefix}.dbz"
@@ -40,52 +34,17 @@ mappings:
       - topic: "{prefix}.audit"
         format: audit-rows
 "#,
-        kafka = stack().kafka,
-    )
+        )
 }
 
 fn config(db: &str, prefix: &str) -> String {
-    let s = stack();
-    format!(
-        r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    status_interval_ms: 200
-"#,
-        host = s.pg_host,
-        port = s.pg_port,
-    ) + &outputs(prefix, "public.items")
+    pg_source_yaml(db, prefix, "never") + &outputs(prefix, "public.items")
 }
 
 async fn read(topic: String) -> Vec<Record> {
     tokio::task::spawn_blocking(move || read_all(&topic))
         .await
         .unwrap()
-}
-
-async fn commits(topic: &str, count: usize) -> Vec<CommitRecord> {
-    wait_until(
-        &format!("{count} commit records on {topic}"),
-        Duration::from_secs(60),
-        || async move {
-            let recs = read(topic.to_owned()).await;
-            (recs.len() >= count).then(|| {
-                recs.iter()
-                    .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
-                    .collect::<Vec<_>>()
-            })
-        },
-    )
-    .await
 }
 
 /// Start the daemon on a fresh database and wait until its slot exists, so that changes made
@@ -105,22 +64,7 @@ async fn setup() -> (
     .await
     .unwrap();
     let mut daemon = start(&config(&db, &prefix));
-    let slot = prefix.clone();
-    let admin = pg_connect(&url).await;
-    wait_until("the replication slot", Duration::from_secs(60), || {
-        let (admin, slot) = (&admin, &slot);
-        async move {
-            let rows = admin
-                .query(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                    &[slot],
-                )
-                .await
-                .unwrap();
-            (!rows.is_empty()).then_some(())
-        }
-    })
-    .await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     (c, db, prefix, daemon)
 }
@@ -148,7 +92,7 @@ async fn debezium_csv_audit_and_audit_rows_from_postgres() {
     ] {
         c.batch_execute(&sql).await.unwrap();
     }
-    let commits = commits(&format!("{prefix}.commits"), 4).await;
+    let commits = wait_for_commits(&format!("{prefix}.commits"), 4).await;
     let txns: Vec<&str> = commits.iter().map(|c| c.txn.as_str()).collect();
     assert_eq!(
         commits.iter().map(|c| c.ops).collect::<Vec<_>>(),
@@ -307,24 +251,8 @@ async fn debezium_csv_audit_and_audit_rows_from_mariadb() {
     let db = mysql_create_database("kfmt").await;
     let prefix = unique_name("kfmt");
     let server_id = 100_000 + rand::random::<u32>() % 1_000_000_000;
-    let s = stack();
-    let yaml = format!(
-        r#"
-source:
-  mysql:
-    flavor: mariadb
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    tls: {{ mode: disable }}
-    server_id: {server_id}
-    snapshot: initial
-    databases: [{db}]
-"#,
-        host = s.mysql_host,
-        port = s.mysql_port,
-    ) + &outputs(&prefix, &format!("{db}.items"));
+    let yaml =
+        mysql_source_yaml(&db, server_id, "initial") + &outputs(&prefix, &format!("{db}.items"));
     let mut c = mysql_conn(&db).await;
     c.query_drop(
         "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, \
@@ -337,7 +265,7 @@ source:
         .unwrap();
     let mut daemon = start(&yaml);
     let commit_topic = format!("{prefix}.commits");
-    commits(&commit_topic, 1).await; // the snapshot
+    wait_for_commits(&commit_topic, 1).await; // the snapshot
     daemon.assert_running().await;
     for sql in [
         "BEGIN; INSERT INTO items VALUES (2, 'bob', -0.01, NULL); \
@@ -346,7 +274,7 @@ source:
     ] {
         c.query_drop(sql).await.unwrap();
     }
-    let commits = commits(&commit_topic, 3).await;
+    let commits = wait_for_commits(&commit_topic, 3).await;
     let txns: Vec<&str> = commits.iter().map(|c| c.txn.as_str()).collect();
     assert_eq!(commits.iter().map(|c| c.ops).collect::<Vec<_>>(), [1, 2, 1]);
 

@@ -7,11 +7,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tcc::decrypt::Decryptor;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, partitions, read_all};
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
+use ordo_tests::kafka::{Record, partitions, read_all, wait_for_commits};
+use ordo_tests::stack::{
+    pg_connect, pg_create_database, pg_wait_for_slot, unique_name, wait_until,
+};
 use serde_json::json;
 
 const K1: [u8; 32] = [0x11; 32];
@@ -27,26 +29,16 @@ fn key_file(dir: &Path, name: &str, key: &[u8; 32]) -> String {
 }
 
 fn config(db: &str, prefix: &str, keys: &Path, active: &str) -> String {
-    let s = stack();
+    let source = pg_source_yaml_spilling(
+        db,
+        prefix,
+        "never",
+        &std::env::temp_dir().join("ordo-test-spill"),
+    );
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    spill_dir: {spill}
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-encryption:
+{source}{kafka}encryption:
   active_key: {active}
   keys:
     - {{ id: k1, file: {k1} }}
@@ -65,31 +57,9 @@ mappings:
           note: after.note
         encrypt: [email]
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
-        spill = std::env::temp_dir().join("ordo-test-spill").display(),
         k1 = key_file(keys, "k1.key", &K1),
         k2 = key_file(keys, "k2.key", &K2),
     )
-}
-
-async fn wait_for_slot(c: &tokio_postgres::Client, slot: &str) {
-    wait_until(
-        "the slot to exist",
-        Duration::from_secs(60),
-        || async move {
-            let rows = c
-                .query(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&slot],
-                )
-                .await
-                .unwrap();
-            (!rows.is_empty()).then_some(())
-        },
-    )
-    .await;
 }
 
 /// The topic's records once the record for customer `last_id` is there (one partition, so
@@ -127,7 +97,7 @@ async fn filter_headers_and_encryption_through_the_daemon() {
     .unwrap();
 
     let daemon = start(&config(&db, &prefix, keys.path(), "k1"));
-    wait_for_slot(&c, &prefix).await;
+    pg_wait_for_slot(&c, &prefix).await;
     c.batch_execute(
         "INSERT INTO customers VALUES (1, 'small@example.com', 100, 'eu', NULL);
          INSERT INTO customers VALUES (2, 'big@example.com', 600, 'us', NULL);
@@ -218,26 +188,16 @@ async fn filter_headers_and_encryption_through_the_daemon() {
 /// One output for `public.orders`, routed by region, its topics created with 2 partitions
 /// (the default is 1).
 fn route_config(db: &str, prefix: &str) -> String {
-    let s = stack();
+    let source = pg_source_yaml_spilling(
+        db,
+        prefix,
+        "never",
+        &std::env::temp_dir().join("ordo-test-spill"),
+    );
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    spill_dir: {spill}
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+{source}{kafka}mappings:
   - tables: ["public.orders"]
     outputs:
       - topic: "{prefix}.{{table}}"
@@ -245,10 +205,6 @@ mappings:
         partitions: 2
         route: 'has(after.region) && after.region == "eu" ? "{prefix}.eu" : "{prefix}.other." + table'
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
-        spill = std::env::temp_dir().join("ordo-test-spill").display(),
     )
 }
 
@@ -257,23 +213,6 @@ async fn read(topic: &str) -> Vec<Record> {
     tokio::task::spawn_blocking(move || read_all(&topic))
         .await
         .unwrap()
-}
-
-/// The commit records of `topic`, once there are `count`.
-async fn commits(topic: &str, count: usize) -> Vec<CommitRecord> {
-    wait_until(
-        &format!("{count} commit records on {topic}"),
-        Duration::from_secs(60),
-        || async move {
-            let recs = read(topic).await;
-            (recs.len() >= count).then(|| {
-                recs.iter()
-                    .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
-                    .collect::<Vec<_>>()
-            })
-        },
-    )
-    .await
 }
 
 /// `(id, op type)` of each record, sorted (the topics have two partitions).
@@ -299,7 +238,7 @@ async fn route_sends_records_to_the_topic_a_column_names() {
         .unwrap();
 
     let daemon = start(&route_config(&db, &prefix));
-    wait_for_slot(&c, &prefix).await;
+    pg_wait_for_slot(&c, &prefix).await;
     for sql in [
         "BEGIN;
          INSERT INTO orders VALUES (1, 'eu', 10);
@@ -310,7 +249,7 @@ async fn route_sends_records_to_the_topic_a_column_names() {
     ] {
         c.batch_execute(sql).await.unwrap();
     }
-    let commits = commits(&format!("{prefix}.commits"), 3).await;
+    let commits = wait_for_commits(&format!("{prefix}.commits"), 3).await;
     daemon.stop().await.unwrap();
 
     let (eu, other) = (format!("{prefix}.eu"), format!("{prefix}.other.orders"));

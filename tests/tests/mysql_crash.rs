@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use ordo_tcc::commit_stream::CommitRecord;
-use ordo_tests::capture::ordo_binary;
+use ordo_tests::capture::spawn_ordo_run;
+use ordo_tests::config::{kafka_yaml, mysql_source_yaml};
 use ordo_tests::invariant::assert_listing;
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{mysql_create_database, stack, unique_name, wait_until};
@@ -19,22 +20,6 @@ use rand::{Rng, SeedableRng};
 const WRITERS: usize = 3;
 const TXNS_PER_WRITER: usize = 60;
 const KILLS: usize = 6;
-
-fn spawn_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(ordo_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start ordo")
-}
 
 async fn conn(db: &str) -> mysql_async::Conn {
     let url = format!("{}/{db}", stack().mysql_url.trim_end_matches('/'));
@@ -89,15 +74,15 @@ async fn mariadb_kill_9_at_random_points_keeps_exactly_one_commit_record_per_tra
     let db = mysql_create_database("mycrash").await;
     let prefix = unique_name("mycrash");
     let server_id = 100_000 + rand::random::<u32>() % 1_000_000_000;
-    let s = stack();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ordo.yaml");
     let log = std::env::temp_dir().join(format!("{prefix}.log"));
     std::fs::write(
         &config,
-        format!(
-            "source:\n  mysql:\n    flavor: mariadb\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    tls: {{ mode: disable }}\n    server_id: {server_id}\n    snapshot: initial\n    databases: [{db}]\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {prefix}.commits\n  topic_partitions: 3\nmappings:\n  - tables: [\"{db}.*\"]\n    outputs:\n      - topic: \"{prefix}.{{table}}\"\n        format: json\n",
-            s.mysql_host, s.mysql_port, s.kafka
+        mysql_source_yaml(&db, server_id, "initial")
+            + &kafka_yaml(&format!("{prefix}.commits"), Some(3))
+            + &format!(
+            "mappings:\n  - tables: [\"{db}.*\"]\n    outputs:\n      - topic: \"{prefix}.{{table}}\"\n        format: json\n",
         ),
     )
     .unwrap();
@@ -113,7 +98,7 @@ async fn mariadb_kill_9_at_random_points_keeps_exactly_one_commit_record_per_tra
     c.query_drop("INSERT INTO orders VALUES (0, 'seed', 0)")
         .await
         .unwrap();
-    let mut daemon = spawn_daemon(&config, &log);
+    let mut daemon = spawn_ordo_run(&config, &log);
     // The snapshot (one chunk, holding the seed row) is durable before the writers start, so
     // every transaction they commit must come through the stream exactly once.
     let commits_topic = format!("{prefix}.commits");
@@ -142,7 +127,7 @@ async fn mariadb_kill_9_at_random_points_keeps_exactly_one_commit_record_per_tra
         if k % 2 == 1 {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
         }
-        daemon = spawn_daemon(&config, &log);
+        daemon = spawn_ordo_run(&config, &log);
     }
     let mut committed = BTreeSet::new();
     for w in writers {

@@ -11,8 +11,9 @@ use mysql_async::prelude::Queryable;
 use ordo_kcop::{Gtid, Position};
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{mysql_create_database, stack, unique_name, wait_until};
+use ordo_tests::config::{kafka_yaml, mysql_source_yaml};
+use ordo_tests::kafka::{Record, read_all, wait_for_commits};
+use ordo_tests::stack::{mysql_create_database, stack, unique_name};
 
 struct Setup {
     db: String,
@@ -30,34 +31,17 @@ async fn conn(db: &str) -> mysql_async::Conn {
 async fn setup() -> Setup {
     let db = mysql_create_database("mypipe").await;
     let prefix = unique_name("mypipe");
-    let s = stack();
     let server_id = 100_000 + rand::random::<u32>() % 1_000_000_000;
+    let source = mysql_source_yaml(&db, server_id, "initial");
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), Some(3));
     let yaml = format!(
         r#"
-source:
-  mysql:
-    flavor: mariadb
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    tls: {{ mode: disable }}
-    server_id: {server_id}
-    snapshot: initial
-    databases: [{db}]
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-  topic_partitions: 3
-mappings:
+{source}{kafka}mappings:
   - tables: ["{db}.*"]
     outputs:
       - topic: "{prefix}.{{table}}"
         format: json
 "#,
-        host = s.mysql_host,
-        port = s.mysql_port,
-        kafka = s.kafka,
     );
     let mut c = conn(&db).await;
     c.query_drop(
@@ -76,28 +60,6 @@ mappings:
         .await
         .unwrap();
     Setup { db, prefix, yaml }
-}
-
-async fn commits(topic: &str, at_least: usize) -> Vec<CommitRecord> {
-    let topic = topic.to_owned();
-    wait_until(
-        &format!("{at_least} commit records on {topic}"),
-        Duration::from_secs(60),
-        || {
-            let topic = topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || read_all(&topic))
-                    .await
-                    .unwrap();
-                (recs.len() >= at_least).then(|| {
-                    recs.iter()
-                        .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            }
-        },
-    )
-    .await
 }
 
 async fn data(topic: String) -> Vec<Record> {
@@ -165,7 +127,7 @@ async fn mariadb_mixed_transactions_then_restart_resume_exactly() {
     let commit_topic = format!("{}.commits", s.prefix);
     let mut daemon = start(&s.yaml);
     // The snapshot: one chunk with the one row, committed at the snapshot's position.
-    let snap = commits(&commit_topic, 1).await;
+    let snap = wait_for_commits(&commit_topic, 1).await;
     daemon.assert_running().await;
     assert_eq!(snap[0].txn, format!("snapshot:{}.orders:0", s.db));
     assert_eq!(snap[0].ops, 1);
@@ -181,7 +143,7 @@ async fn mariadb_mixed_transactions_then_restart_resume_exactly() {
     ] {
         c.query_drop(sql).await.unwrap();
     }
-    let all = commits(&commit_topic, 4).await;
+    let all = wait_for_commits(&commit_topic, 4).await;
     assert_eq!(
         all.len(),
         4,
@@ -243,10 +205,10 @@ async fn mariadb_mixed_transactions_then_restart_resume_exactly() {
     .await
     .unwrap();
     let daemon = start(&s.yaml);
-    commits(&commit_topic, 6).await;
+    wait_for_commits(&commit_topic, 6).await;
     // Give a wrongly repeated transaction the time to show up before asserting there is none.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let all = commits(&commit_topic, 6).await;
+    let all = wait_for_commits(&commit_topic, 6).await;
     assert_eq!(
         all.iter().map(|r| r.seq).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use ordo_tests::capture::start;
+use ordo_tests::config::kafka_yaml;
 use ordo_tests::ops::{free_local_addr, http_get, sample};
 use ordo_tests::stack::{
     mysql_create_database, pg_connect, pg_create_database, stack, unique_name, wait_until,
@@ -52,11 +53,7 @@ impl Sql {
     }
 }
 
-const OUTPUT: &str = r#"
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+const MAPPINGS: &str = r#"mappings:
   - tables: ["{namespace}.*"]
     outputs:
       - topic: "{prefix}.{table}"
@@ -66,11 +63,11 @@ metrics:
 "#;
 
 fn output(prefix: &str, namespace: &str, listen: SocketAddr) -> String {
-    OUTPUT
-        .replace("{kafka}", &stack().kafka)
-        .replace("{prefix}", prefix)
-        .replace("{namespace}", namespace)
-        .replace("{listen}", &listen.to_string())
+    kafka_yaml(&format!("{prefix}.commits"), None)
+        + &MAPPINGS
+            .replace("{prefix}", prefix)
+            .replace("{namespace}", namespace)
+            .replace("{listen}", &listen.to_string())
 }
 
 async fn postgres(listen: SocketAddr) -> (Sql, String) {

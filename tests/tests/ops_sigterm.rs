@@ -23,6 +23,7 @@ use mysql_async::prelude::Queryable as _;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tcc::{Start, TccConfig, TccConsumer, TccTransaction};
 use ordo_tests::capture::ordo_binary;
+use ordo_tests::config::mysql_source_yaml;
 use ordo_tests::invariant::{assert_dense, assert_listing, decode_commits};
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{
@@ -97,10 +98,7 @@ impl Source {
             }
             Source::Mariadb { db } => {
                 let server_id = 100_000 + rand::random::<u32>() % 1_000_000_000;
-                format!(
-                    "source:\n  mysql:\n    flavor: mariadb\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    tls: {{ mode: disable }}\n    server_id: {server_id}\n    snapshot: initial\n    databases: [{db}]\n",
-                    s.mysql_host, s.mysql_port
-                )
+                mysql_source_yaml(db, server_id, "initial")
             }
         }
     }

@@ -7,9 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use ordo_tests::capture::{ordo_binary, start};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml};
 use ordo_tests::kafka::high_watermark;
 use ordo_tests::stack::{
-    mysql_create_database, pg_connect, pg_create_database, stack, unique_name, wait_until,
+    mysql_create_database, pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name,
+    wait_until,
 };
 
 fn status(config: &Path, format: &str) -> (i32, String) {
@@ -28,33 +30,16 @@ fn status(config: &Path, format: &str) -> (i32, String) {
 async fn postgres_status_after_a_known_workload() {
     let (db, url) = pg_create_database("opss").await;
     let prefix = unique_name("opss");
-    let s = stack();
+    let source = pg_source_yaml(&db, &prefix, "never");
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     let yaml = format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+{source}{kafka}mappings:
   - tables: ["public.*"]
     outputs:
       - topic: "{prefix}.{{table}}"
         format: json
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
     );
     let c = pg_connect(&url).await;
     c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
@@ -63,18 +48,7 @@ mappings:
     let daemon = start(&yaml);
     let commits = format!("{prefix}.commits");
     // The slot exists once the daemon streams; then two transactions.
-    wait_until("the slot", Duration::from_secs(60), || async {
-        let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&prefix],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (n == 1).then_some(())
-    })
-    .await;
+    pg_wait_for_slot(&c, &prefix).await;
     // Two transactions (one simple query would make them one).
     c.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
     c.batch_execute("INSERT INTO t VALUES (2), (3)")
@@ -129,6 +103,7 @@ async fn mariadb_status_before_anything_was_captured() {
     let db = mysql_create_database("opss").await;
     let s = stack();
     let prefix = unique_name("opss");
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     let yaml = format!(
         r#"
 source:
@@ -140,10 +115,7 @@ source:
     tls: {{ mode: disable }}
     server_id: 4243
     databases: [{db}]
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+{kafka}mappings:
   - tables: ["{db}.*"]
     outputs:
       - topic: "{prefix}.{{table}}"
@@ -151,7 +123,6 @@ mappings:
 "#,
         host = s.mysql_host,
         port = s.mysql_port,
-        kafka = s.kafka,
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ordo.yaml");

@@ -10,29 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ordo_tests::capture::ordo_binary;
-use ordo_tests::stack::{pg_create_database, stack, unique_name};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
+use ordo_tests::stack::{pg_create_database, unique_name};
 
 fn write_config(dir: &Path, db: &str, prefix: &str) -> std::path::PathBuf {
-    let s = stack();
+    let source = pg_source_yaml_spilling(db, prefix, "never", &dir.join("spill"));
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     let yaml = format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: never
-    spill_dir: {spill}
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+{source}{kafka}mappings:
   - tables: ["public.*"]
     outputs:
       - topic: "{prefix}.{{table}}"
@@ -41,10 +27,6 @@ logging:
   level: info
   format: text
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
-        spill = dir.join("spill").display(),
     );
     let path = dir.join("ordo.yaml");
     std::fs::write(&path, yaml).unwrap();

@@ -5,35 +5,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ordo_tcc::commit_stream::CommitRecord;
-use ordo_tests::capture::ordo_binary;
+use ordo_tests::capture::spawn_ordo_run;
+use ordo_tests::config::kafka_yaml;
 use ordo_tests::invariant::assert_listing;
 use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::stack::{
+    pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name, wait_until,
+};
 use rand::{Rng, SeedableRng};
 
 const WRITERS: usize = 3;
 const TXNS_PER_WRITER: usize = 60;
 const KILLS: usize = 6;
-
-fn spawn_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(ordo_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start ordo")
-}
 
 async fn writer(url: String, id: usize, seed: u64) -> Vec<u32> {
     let c = pg_connect(&url).await;
@@ -99,12 +86,12 @@ async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction
     std::fs::write(
         &config,
         format!(
-            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {}\n    tls: {{ mode: disable }}\n    slot: {prefix}\n    publication: {prefix}\n    snapshot: never\n    spill_dir: {}\n    status_interval_ms: 100\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {prefix}.commits\n  topic_partitions: 3\nmappings:\n  - tables: [\"public.orders\", \"public.lines\", \"public.audit\"]\n    outputs:\n      - topic: \"{prefix}.{{table}}\"\n        format: json\n",
+            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {}\n    tls: {{ mode: disable }}\n    slot: {prefix}\n    publication: {prefix}\n    snapshot: never\n    spill_dir: {}\n    status_interval_ms: 100\n{}mappings:\n  - tables: [\"public.orders\", \"public.lines\", \"public.audit\"]\n    outputs:\n      - topic: \"{prefix}.{{table}}\"\n        format: json\n",
             s.pg_host,
             s.pg_port,
             _db,
             dir.path().join("spill").display(),
-            s.kafka
+            kafka_yaml(&format!("{prefix}.commits"), Some(3)),
         ),
     )
     .unwrap();
@@ -117,23 +104,8 @@ async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction
     .await
     .unwrap();
 
-    let mut daemon = spawn_daemon(&config, &log);
-    let slot = prefix.clone();
-    wait_until("the slot to exist", Duration::from_secs(60), || {
-        let c = &c;
-        let slot = slot.clone();
-        async move {
-            (!c.query(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .unwrap()
-            .is_empty())
-            .then_some(())
-        }
-    })
-    .await;
+    let mut daemon = spawn_ordo_run(&config, &log);
+    pg_wait_for_slot(&c, &prefix).await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(url.clone(), w + 1, w as u64 * 7 + 1)))
@@ -146,7 +118,7 @@ async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction
         if k % 2 == 1 {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
         }
-        daemon = spawn_daemon(&config, &log);
+        daemon = spawn_ordo_run(&config, &log);
     }
     let mut committed = BTreeSet::new();
     for w in writers {

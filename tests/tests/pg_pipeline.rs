@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
-use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
+use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
+use ordo_tests::kafka::{Record, read_all, wait_for_commits};
+use ordo_tests::stack::{pg_connect, pg_create_database, unique_name};
 
 struct Setup {
     db: String,
@@ -20,36 +21,21 @@ struct Setup {
 async fn setup(snapshot: &str) -> Setup {
     let (db, url) = pg_create_database("pipe").await;
     let prefix = unique_name("pipe");
-    let s = stack();
+    let source = pg_source_yaml_spilling(
+        &db,
+        &prefix,
+        snapshot,
+        &std::env::temp_dir().join("ordo-test-spill"),
+    );
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), Some(3));
     let yaml = format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: {snapshot}
-    spill_dir: {spill}
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-  topic_partitions: 3
-mappings:
+{source}{kafka}mappings:
   - tables: ["public.*"]
     outputs:
       - topic: "{prefix}.{{table}}"
         format: json
 "#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
-        spill = std::env::temp_dir().join("ordo-test-spill").display(),
     );
     let c = pg_connect(&url).await;
     c.batch_execute(
@@ -65,28 +51,6 @@ mappings:
         prefix,
         yaml,
     }
-}
-
-async fn commits(topic: &str, at_least: usize) -> Vec<CommitRecord> {
-    let topic = topic.to_owned();
-    wait_until(
-        &format!("{at_least} commit records on {topic}"),
-        Duration::from_secs(60),
-        || {
-            let topic = topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || read_all(&topic))
-                    .await
-                    .unwrap();
-                (recs.len() >= at_least).then(|| {
-                    recs.iter()
-                        .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            }
-        },
-    )
-    .await
 }
 
 async fn data(topic: String) -> Vec<Record> {
@@ -153,7 +117,7 @@ async fn mixed_transactions_then_restart_resume_exactly() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.assert_running().await;
     // The snapshot (1 row + the completion marker) comes first.
-    let snap = commits(&format!("{}.commits", s.prefix), 2).await;
+    let snap = wait_for_commits(&format!("{}.commits", s.prefix), 2).await;
     assert_eq!(snap[0].txn, "snapshot:public.orders:0");
     assert_eq!(snap[1].txn, "snapshot:complete");
 
@@ -166,7 +130,7 @@ async fn mixed_transactions_then_restart_resume_exactly() {
     )
     .await
     .unwrap();
-    let all = commits(&format!("{}.commits", s.prefix), 6).await;
+    let all = wait_for_commits(&format!("{}.commits", s.prefix), 6).await;
     assert_eq!(
         all.len(),
         6,
@@ -211,9 +175,9 @@ async fn mixed_transactions_then_restart_resume_exactly() {
         .await
         .unwrap();
     let daemon = start(&s.yaml);
-    let all = commits(&format!("{}.commits", s.prefix), 8).await;
+    let all = wait_for_commits(&format!("{}.commits", s.prefix), 8).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let all2 = commits(&format!("{}.commits", s.prefix), 8).await;
+    let all2 = wait_for_commits(&format!("{}.commits", s.prefix), 8).await;
     assert_eq!(
         all2.len(),
         8,

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ordo_tcc::commit_stream::CommitRecord;
+use ordo_tests::config::{kafka_yaml, pg_source_yaml};
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name, wait_until};
 
@@ -107,25 +108,11 @@ async fn clean_up(db: &str, slot: &str) {
 }
 
 fn config(db: &str, prefix: &str, options: &str) -> String {
-    let s = stack();
+    let source = pg_source_yaml(db, prefix, "initial");
+    let kafka = kafka_yaml(&format!("{prefix}.commits"), None);
     format!(
         r#"
-source:
-  postgres:
-    host: {host}
-    port: {port}
-    user: ordo
-    password: ordo
-    database: {db}
-    tls: {{ mode: disable }}
-    slot: {prefix}
-    publication: {prefix}
-    snapshot: initial
-    status_interval_ms: 200
-kafka:
-  bootstrap_servers: "{kafka}"
-  commit_topic: {prefix}.commits
-mappings:
+{source}{kafka}mappings:
   - tables: ["public.orders"]
     outputs:
       - topic: "{prefix}.big_orders"
@@ -135,10 +122,7 @@ mappings:
 logging:
   level: info
   format: text
-"#,
-        host = s.pg_host,
-        port = s.pg_port,
-        kafka = s.kafka,
+"#
     )
 }
 
