@@ -18,7 +18,9 @@ use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
 use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
 use ordo_tests::kafka::wait_for_records;
-use ordo_tests::stack::{pg_connect, pg_create_database, unique_name, wait_until};
+use ordo_tests::stack::{
+    pg_connect, pg_create_database, pg_wait_for_slot, unique_name, wait_until,
+};
 use test_registry::TestRegistry;
 
 /// A value over 2 kB that does not compress, so PostgreSQL stores it out of line (TOAST).
@@ -161,7 +163,7 @@ async fn registry_framing_through_the_daemon() {
     let registry = TestRegistry::start();
     let (url, prefix, yaml) = setup(Some(&registry.url)).await;
     let mut daemon = start(&yaml);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     write_changes(&url).await;
     let recs = wait_for_records(&format!("{prefix}.items"), 3).await;
@@ -204,7 +206,7 @@ async fn registry_framing_through_the_daemon() {
 async fn single_object_framing_publishes_schemas_to_the_schema_topic() {
     let (url, prefix, yaml) = setup(None).await;
     let mut daemon = start(&yaml);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     write_changes(&url).await;
     let recs = wait_for_records(&format!("{prefix}.items"), 3).await;
@@ -252,7 +254,7 @@ async fn incompatible_schema_change_stops_the_daemon_naming_the_subject() {
     let topic = format!("{prefix}.items");
     registry.reject_changes(&format!("{topic}-value"));
     let mut daemon = start(&yaml);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg_wait_for_slot(&pg_connect(&url).await, &prefix).await;
     daemon.assert_running().await;
     let c = pg_connect(&url).await;
     c.batch_execute("INSERT INTO items (id, name, body) VALUES (1, 'a', 'b')")

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
@@ -114,10 +113,9 @@ async fn mixed_transactions_then_restart_resume_exactly() {
     let s = setup("initial").await;
     let mut daemon = start(&s.yaml);
     let c = pg_connect(&s.url).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    daemon.assert_running().await;
     // The snapshot (1 row + the completion marker) comes first.
     let snap = wait_for_commits(&format!("{}.commits", s.prefix), 2).await;
+    daemon.assert_running().await;
     assert_eq!(snap[0].txn, "snapshot:public.orders:0");
     assert_eq!(snap[1].txn, "snapshot:complete");
 
@@ -175,20 +173,27 @@ async fn mixed_transactions_then_restart_resume_exactly() {
         .await
         .unwrap();
     let daemon = start(&s.yaml);
-    let all = wait_for_commits(&format!("{}.commits", s.prefix), 8).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let all2 = wait_for_commits(&format!("{}.commits", s.prefix), 8).await;
-    assert_eq!(
-        all2.len(),
-        8,
-        "no transaction repeated after restart: {:?}",
-        all2.iter().map(|c| &c.txn).collect::<Vec<_>>()
-    );
+    // A marker committed after the restart: commit records are in source order, so once its
+    // record is there, a wrongly repeated transaction would already be there too.
+    let commit_topic = format!("{}.commits", s.prefix);
+    wait_for_commits(&commit_topic, 8).await;
+    c.batch_execute("INSERT INTO orders VALUES (11, 'marker', 1, now())")
+        .await
+        .unwrap();
+    let all = wait_for_commits(&commit_topic, 9).await;
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|r| r.txn.as_str()).collect();
+    assert_eq!(ids.len(), all.len(), "every source transaction once");
     assert_eq!(
         all.iter().map(|r| r.seq).collect::<Vec<_>>(),
-        (1..=8).collect::<Vec<_>>()
+        (1..=9).collect::<Vec<_>>(),
+        "no transaction repeated after restart: {:?}",
+        all.iter().map(|c| &c.txn).collect::<Vec<_>>()
     );
     assert_eq!(all[7].ops, 2);
+    assert_eq!(
+        all[8].ops, 1,
+        "the marker comes right after the two new transactions"
+    );
     check_listing(&all, &s.prefix).await;
     daemon.stop().await.unwrap();
     let _ = s.db;
