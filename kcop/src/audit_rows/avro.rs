@@ -9,10 +9,7 @@ use serde_json::{Value as Json, json};
 use super::{AUDIT_COLUMNS, Record, records};
 use crate::avro::encode;
 use crate::avro::schema::{self, Field};
-use crate::avro::{
-    AvroSchema, AvroSettings, Framing, confluent_prefix, key_field, row_field, schema_records,
-    single_object_prefix,
-};
+use crate::avro::{AvroSchema, AvroSettings, Framing, framed, key_field, row_field};
 use crate::csv_audit::audit_time;
 use crate::kcop::{Kcop, KcopError, Operation};
 use crate::record::ProducerRecord;
@@ -83,18 +80,8 @@ impl AuditAvroFormat {
 
     /// The KCOP, framing its records as `framing` says.
     pub fn into_kcop(self, framing: Framing) -> AuditAvroKcop {
-        let (key_prefix, value_prefix, schemas) = match &framing {
-            Framing::Registry { key_id, value_id } => (
-                confluent_prefix(key_id.unwrap_or(0)),
-                confluent_prefix(*value_id),
-                Vec::new(),
-            ),
-            Framing::SingleObject { schema_topic } => (
-                single_object_prefix(self.key_schema.as_ref()),
-                single_object_prefix(Some(&self.value_schema)),
-                schema_records(schema_topic, self.key_schema.as_ref(), &self.value_schema),
-            ),
-        };
+        let (key_prefix, value_prefix, schemas) =
+            framed(&framing, self.key_schema.as_ref(), &self.value_schema);
         AuditAvroKcop {
             format: self,
             key_prefix,

@@ -173,18 +173,8 @@ impl AvroFormat {
 
     /// The KCOP, framing its records as `framing` says.
     pub fn into_kcop(self, framing: Framing) -> AvroKcop {
-        let (key_prefix, value_prefix, schema_records) = match &framing {
-            Framing::Registry { key_id, value_id } => (
-                confluent_prefix(key_id.unwrap_or(0)),
-                confluent_prefix(*value_id),
-                Vec::new(),
-            ),
-            Framing::SingleObject { schema_topic } => (
-                single_object_prefix(self.key_schema.as_ref()),
-                single_object_prefix(Some(&self.value_schema)),
-                schema_records(schema_topic, self.key_schema.as_ref(), &self.value_schema),
-            ),
-        };
+        let (key_prefix, value_prefix, schema_records) =
+            framed(&framing, self.key_schema.as_ref(), &self.value_schema);
         AvroKcop {
             format: self,
             key_prefix,
@@ -192,6 +182,27 @@ impl AvroFormat {
             schema_records,
             announced: AtomicBool::new(false),
         }
+    }
+}
+
+/// What `framing` puts before each key and each value, and the schema records to publish before
+/// the first data record (none with a registry).
+pub(crate) fn framed(
+    framing: &Framing,
+    key: Option<&AvroSchema>,
+    value: &AvroSchema,
+) -> (Vec<u8>, Vec<u8>, Vec<ProducerRecord>) {
+    match framing {
+        Framing::Registry { key_id, value_id } => (
+            confluent_prefix(key_id.unwrap_or(0)),
+            confluent_prefix(*value_id),
+            Vec::new(),
+        ),
+        Framing::SingleObject { schema_topic } => (
+            single_object_prefix(key),
+            single_object_prefix(Some(value)),
+            schema_records(schema_topic, key, value),
+        ),
     }
 }
 
