@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::start;
 use ordo_tests::config::{kafka_yaml, pg_source_yaml_spilling};
+use ordo_tests::invariant::assert_listing;
 use ordo_tests::kafka::{Record, read_all, wait_for_commits};
 use ordo_tests::stack::{pg_connect, pg_create_database, unique_name};
 
@@ -65,41 +66,9 @@ async fn check_listing(commits: &[CommitRecord], prefix: &str) {
         let topic = format!("{prefix}.{t}");
         by_topic.insert(topic.clone(), data(topic).await);
     }
-    let mut listed = 0;
+    let listed = assert_listing(commits, &by_topic);
     for c in commits {
-        let mut ops_seen = Vec::new();
-        for p in &c.parts {
-            let recs: Vec<&Record> = by_topic[&p.topic]
-                .iter()
-                .filter(|r| {
-                    r.partition == p.partition
-                        && r.offset >= p.first
-                        && r.offset <= p.last
-                        && r.header("ordo.txn") == Some(&c.txn)
-                })
-                .collect();
-            assert_eq!(
-                recs.len() as u64,
-                p.count,
-                "txn {} on {}/{}",
-                c.txn,
-                p.topic,
-                p.partition
-            );
-            ops_seen.extend(
-                recs.iter()
-                    .map(|r| r.header("ordo.op").unwrap().parse::<u64>().unwrap()),
-            );
-            listed += recs.len();
-        }
-        ops_seen.sort_unstable();
-        assert_eq!(
-            ops_seen,
-            (0..c.ops).collect::<Vec<_>>(),
-            "txn {} ops",
-            c.txn
-        );
-        assert_eq!(c.records, c.ops);
+        assert_eq!(c.records, c.ops, "txn {} records", c.txn);
     }
     let total: usize = by_topic.values().map(Vec::len).sum();
     assert_eq!(
