@@ -99,3 +99,42 @@ pub fn ordo_binary() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// After a fault run: waits (up to 120 s) until the commit topic holds `expected` records,
+/// stops `daemon` with SIGTERM and asserts it exits 0 and writes no further commit record.
+/// Returns the commit records. `log` is the daemon's log file, named in failures.
+pub async fn wait_then_stop(
+    mut daemon: std::process::Child,
+    commit_topic: &str,
+    expected: usize,
+    log: &std::path::Path,
+) -> Vec<ordo_tcc::commit_stream::CommitRecord> {
+    let read = |topic: String| async move {
+        let recs = tokio::task::spawn_blocking(move || crate::kafka::read_all(&topic))
+            .await
+            .expect("read the commit topic");
+        crate::invariant::decode_commits(&recs)
+    };
+    let what = format!("{expected} commit records (log: {})", log.display());
+    let records = crate::stack::wait_until(&what, std::time::Duration::from_secs(120), || {
+        let topic = commit_topic.to_owned();
+        async move { Some(read(topic).await).filter(|r| r.len() >= expected) }
+    })
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let status = daemon.wait().expect("wait for ordo");
+    assert!(
+        status.success(),
+        "graceful stop exit status {status:?}; log: {}",
+        log.display()
+    );
+    let again = read(commit_topic.to_owned()).await;
+    assert_eq!(
+        again.len(),
+        records.len(),
+        "no commit record after the graceful stop"
+    );
+    again
+}

@@ -5,14 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::spawn_ordo_run;
+use ordo_tests::capture::wait_then_stop;
 use ordo_tests::config::{kafka_yaml, mysql_source_yaml};
-use ordo_tests::invariant::assert_listing;
+use ordo_tests::invariant::{assert_dense, assert_listing};
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{mysql_create_database, stack, unique_name, wait_until};
 use rand::{Rng, SeedableRng};
@@ -134,55 +134,14 @@ async fn mariadb_kill_9_at_random_points_keeps_exactly_one_commit_record_per_tra
         committed.extend(w.await.unwrap());
     }
     let expected = committed.len() + 1; // and the snapshot chunk
-    let records = wait_until(
-        &format!("{expected} commit records (log: {})", log.display()),
-        Duration::from_secs(120),
-        || {
-            let t = commits_topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || commit_records(&t))
-                    .await
-                    .unwrap();
-                (recs.len() >= expected).then_some(recs)
-            }
-        },
-    )
-    .await;
-    // SIGTERM: a clean stop after the crashes.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let status = daemon.wait().unwrap();
-    assert!(
-        status.success(),
-        "graceful stop exit status {status:?}; log: {}",
-        log.display()
-    );
-    let records = {
-        let t = commits_topic.clone();
-        let again = tokio::task::spawn_blocking(move || commit_records(&t))
-            .await
-            .unwrap();
-        assert_eq!(
-            again.len(),
-            records.len(),
-            "no commit record after the graceful stop"
-        );
-        again
-    };
+    let records = wait_then_stop(daemon, &commits_topic, expected, &log).await;
 
     assert_eq!(
         records.len(),
         expected,
         "exactly one commit record per committed transaction"
     );
-    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=expected as u64).collect::<Vec<_>>(),
-        "dense sequence numbers"
-    );
+    assert_dense(&records);
     assert_eq!(records[0].txn, format!("snapshot:{db}.orders:0"));
     let records = &records[1..];
     let txns: BTreeSet<String> = records.iter().map(|r| r.txn.clone()).collect();

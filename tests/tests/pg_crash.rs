@@ -5,17 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
-use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::spawn_ordo_run;
+use ordo_tests::capture::wait_then_stop;
 use ordo_tests::config::kafka_yaml;
-use ordo_tests::invariant::assert_listing;
+use ordo_tests::invariant::{assert_dense, assert_listing};
 use ordo_tests::kafka::{Record, read_all};
-use ordo_tests::stack::{
-    pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name, wait_until,
-};
+use ordo_tests::stack::{pg_connect, pg_create_database, pg_wait_for_slot, stack, unique_name};
 use rand::{Rng, SeedableRng};
 
 const WRITERS: usize = 3;
@@ -66,13 +63,6 @@ async fn writer(url: String, id: usize, seed: u64) -> Vec<u32> {
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
     }
     xids
-}
-
-fn commit_records(topic: &str) -> Vec<CommitRecord> {
-    read_all(topic)
-        .iter()
-        .map(|r| CommitRecord::decode(r.value.as_deref(), r.offset).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,55 +116,14 @@ async fn kill_9_at_random_points_keeps_exactly_one_commit_record_per_transaction
     }
     let expected = committed.len();
     let commits_topic = format!("{prefix}.commits");
-    let records = wait_until(
-        &format!("{expected} commit records (log: {})", log.display()),
-        Duration::from_secs(120),
-        || {
-            let t = commits_topic.clone();
-            async move {
-                let recs = tokio::task::spawn_blocking(move || commit_records(&t))
-                    .await
-                    .unwrap();
-                (recs.len() >= expected).then_some(recs)
-            }
-        },
-    )
-    .await;
-    // SIGTERM: a clean stop after the crashes.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let status = daemon.wait().unwrap();
-    assert!(
-        status.success(),
-        "graceful stop exit status {status:?}; log: {}",
-        log.display()
-    );
-    let records = {
-        let t = commits_topic.clone();
-        let again = tokio::task::spawn_blocking(move || commit_records(&t))
-            .await
-            .unwrap();
-        assert_eq!(
-            again.len(),
-            records.len(),
-            "no commit record after the graceful stop"
-        );
-        again
-    };
+    let records = wait_then_stop(daemon, &commits_topic, expected, &log).await;
 
     assert_eq!(
         records.len(),
         expected,
         "exactly one commit record per committed transaction"
     );
-    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=expected as u64).collect::<Vec<_>>(),
-        "dense sequence numbers"
-    );
+    assert_dense(&records);
     let txns: BTreeSet<u32> = records.iter().map(|r| r.txn.parse().unwrap()).collect();
     assert_eq!(
         txns, committed,
