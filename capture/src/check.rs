@@ -12,6 +12,8 @@ use mysql_async::prelude::Queryable;
 use ordo_config::{Config, MysqlSource, Source};
 use ordo_kcop::TableId;
 
+mod kafka;
+
 use crate::daemon::table_filter;
 pub use crate::mysql::Problem;
 use crate::publisher::checkpoint;
@@ -30,6 +32,9 @@ pub async fn check(config: &Arc<Config>) -> Vec<Problem> {
         Source::Postgres(pg) => crate::postgres::check::check(pg, &table_filter(config)).await,
         Source::Mysql(my) => mysql(my, config).await,
     };
+    if let Source::Postgres(pg) = &config.source {
+        out.extend(crate::resnapshot::signal::check_source(pg).await);
+    }
     let kafka = config.kafka.clone();
     match tokio::task::spawn_blocking(move || kafka_problems(&kafka)).await {
         Ok(p) => out.extend(p),
@@ -53,11 +58,7 @@ async fn mysql(cfg: &MysqlSource, config: &Arc<Config>) -> Vec<Problem> {
     let tables = match mysql_tables(cfg).await {
         Ok(t) => t,
         Err(e) => {
-            return vec![problem(
-                "the connection",
-                format!("failing ({e})"),
-                "check source.mysql host, port, user and password",
-            )];
+            return vec![crate::mysql::connection_problem(&e)];
         }
     };
     let filter = table_filter(config);
@@ -73,27 +74,18 @@ async fn mysql(cfg: &MysqlSource, config: &Arc<Config>) -> Vec<Problem> {
     out
 }
 
-/// A plain SQL connection to the MariaDB/MySQL source (bounded by a 10 s timeout).
+/// A plain SQL connection to the MariaDB/MySQL source (bounded by a timeout, over TLS as
+/// `source.mysql.tls` says).
 ///
 /// # Errors
-/// When the server cannot be reached in time or refuses the login.
+/// When the server cannot be reached in time, refuses the login or the TLS handshake fails.
 pub(crate) async fn mysql_connect(
     cfg: &MysqlSource,
-) -> Result<mysql_async::Conn, mysql_async::Error> {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(cfg.host.clone())
-        .tcp_port(cfg.port)
-        .user(Some(cfg.user.clone()))
-        .pass(cfg.password.as_ref().map(|p| p.expose().to_owned()));
-    match tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts)).await {
-        Ok(conn) => conn,
-        Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"),
-        ))),
-    }
+) -> Result<mysql_async::Conn, crate::mysql::MysqlSourceError> {
+    crate::mysql::connect(cfg).await
 }
 
-async fn mysql_tables(cfg: &MysqlSource) -> Result<Vec<TableId>, mysql_async::Error> {
+async fn mysql_tables(cfg: &MysqlSource) -> Result<Vec<TableId>, crate::mysql::MysqlSourceError> {
     let mut conn = mysql_connect(cfg).await?;
     let rows: Vec<(String, String)> = conn
         .query(
@@ -101,7 +93,8 @@ async fn mysql_tables(cfg: &MysqlSource) -> Result<Vec<TableId>, mysql_async::Er
              WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
              ('mysql', 'information_schema', 'performance_schema', 'sys')",
         )
-        .await?;
+        .await
+        .map_err(crate::mysql::sql_err("listing the tables"))?;
     let _ = conn.disconnect().await;
     Ok(rows
         .into_iter()
@@ -114,11 +107,17 @@ async fn mysql_tables(cfg: &MysqlSource) -> Result<Vec<TableId>, mysql_async::Er
 fn kafka_problems(kafka: &ordo_config::Kafka) -> Vec<Problem> {
     let topic = &kafka.commit_topic;
     match checkpoint::commit_topic_partitions(kafka, Duration::from_secs(10)) {
-        Err(e) => vec![problem(
-            "the kafka cluster",
-            format!("unreachable ({e})"),
-            "check kafka.bootstrap_servers and the security settings in kafka.properties",
-        )],
+        Err(e) => {
+            let (found, fix) = match kafka::diagnose(kafka, Duration::from_secs(5)) {
+                Some((reason, fix)) => (format!("unreachable ({e}: {reason})"), fix),
+                None => (
+                    format!("unreachable ({e})"),
+                    "check kafka.bootstrap_servers and the security settings in kafka.properties"
+                        .to_owned(),
+                ),
+            };
+            vec![problem("the kafka cluster", found, fix)]
+        }
         Ok(Some(1)) => Vec::new(),
         Ok(Some(n)) => vec![problem(
             format!("commit topic {topic}"),

@@ -85,6 +85,11 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Snapshot one table again while `ordo run` keeps streaming (incremental, chunked by
+    /// primary key); follows the daemon's progress until the snapshot is done.
+    ///
+    /// Example: ordo snapshot --config ordo.yaml --table public.orders --chunk-size 5000
+    Snapshot(crate::resnapshot::command::SnapshotArgs),
     /// Print transactions from the commit stream, in source order, as they arrive.
     ///
     /// Example: ordo tail --config ordo.yaml --format jsonl --from beginning
@@ -202,6 +207,14 @@ pub fn main_with(registry: KcopRegistry) -> ExitCode {
                 }
             }
         }
+        Command::Snapshot(args) => {
+            let cfg = match load(&args.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(Some(&cfg));
+            snapshot(&cfg, &args)
+        }
         Command::Tail(args) => {
             init_logging(None);
             crate::tail::main(args)
@@ -284,6 +297,52 @@ fn status(cfg: &Config, format: StatusFormat) -> ExitCode {
     }
 }
 
+fn snapshot(cfg: &Config, args: &crate::resnapshot::command::SnapshotArgs) -> ExitCode {
+    use crate::resnapshot::command::{self, Display};
+    use crate::resnapshot::signal::SnapshotError;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let exit = |e: &SnapshotError| {
+        eprintln!("ordo snapshot: {e}");
+        ExitCode::from(if matches!(e, SnapshotError::Refused(_)) {
+            2
+        } else {
+            1
+        })
+    };
+    rt.block_on(async {
+        let req = match command::request(cfg, &args.table, args.chunk_size).await {
+            Ok(r) => r,
+            Err(e) => return exit(&e),
+        };
+        if req.created_signal_table {
+            eprintln!(
+                "created the signal table (source.postgres.signal_table); ordo run watches it"
+            );
+        }
+        eprintln!(
+            "requested a snapshot of {} (request {}, about {} rows)",
+            req.table, req.id, req.estimated
+        );
+        if args.no_wait {
+            return ExitCode::SUCCESS;
+        }
+        let mut display = Display::new(&req);
+        let result = command::follow(cfg, &req, |r, waited| display.update(r, waited)).await;
+        display.finish();
+        match result {
+            Ok(r) => {
+                let rows = r.number("rows_done").unwrap_or(0);
+                eprintln!("snapshot of {} done: {rows} rows", req.table);
+                ExitCode::SUCCESS
+            }
+            Err(e) => exit(&e),
+        }
+    })
+}
+
 fn run(config: Arc<Config>, path: PathBuf, registry: KcopRegistry, logs: LogReload) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -301,9 +360,7 @@ fn run(config: Arc<Config>, path: PathBuf, registry: KcopRegistry, logs: LogRelo
             Err(e) => {
                 tracing::error!(target: LOG_TARGET, error = %e, "ordo stopped on an error");
                 eprintln!("ordo: {e}");
-                // A metrics address that cannot be bound is a configuration error: nothing ran.
-                let config_error = matches!(e, daemon::DaemonError::Telemetry(_));
-                ExitCode::from(if config_error { 2 } else { 1 })
+                ExitCode::from(e.exit_code())
             }
         }
     })

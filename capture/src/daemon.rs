@@ -57,15 +57,52 @@ pub enum DaemonError {
     /// The metrics endpoint could not be set up.
     #[error("{0}")]
     Telemetry(String),
+    /// Something to fix in the configuration, the source server or Kafka before capture can
+    /// run (a source setting or privilege, the commit topic that may not be created).
+    #[error("{0}")]
+    Prerequisite(String),
+}
+
+impl DaemonError {
+    /// The process exit code: 2 for configuration and prerequisite errors (a restart cannot
+    /// help; the unit file does not restart on 2), 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Telemetry(_) | DaemonError::Prerequisite(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Why the source thread stopped.
+#[derive(Debug)]
+struct SourceFailure {
+    message: String,
+    prerequisite: bool,
+}
+
+impl From<SourceFailure> for DaemonError {
+    fn from(f: SourceFailure) -> Self {
+        if f.prerequisite {
+            DaemonError::Prerequisite(format!("source: {}", f.message))
+        } else {
+            DaemonError::Source(f.message)
+        }
+    }
 }
 
 /// How long shutdown waits for outstanding acknowledgements.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The table filter the config implies.
+/// The table filter the config implies: the mapped tables, never the signal table of
+/// `ordo snapshot` (its changes are not data).
 pub fn table_filter(config: &Arc<Config>) -> TableFilter {
     let c = config.clone();
-    Arc::new(move |t| Router::is_mapped(&c, t))
+    let signal = match &config.source {
+        Source::Postgres(pg) => crate::resnapshot::signal::SignalTable::of(pg).map(|s| s.id),
+        Source::Mysql(_) => None,
+    };
+    Arc::new(move |t| signal.as_ref() != Some(t) && Router::is_mapped(&c, t))
 }
 
 /// Run the daemon until `shutdown` fires (or the source finishes, for `initial_only`).
@@ -120,8 +157,14 @@ pub async fn run(
     let source_result = source_result
         .map_err(|e| DaemonError::Source(format!("source thread: {e}")))?
         .map_err(|_| DaemonError::Source("the source thread panicked (a bug)".into()))?;
+    // A source that stopped on a prerequisite is the cause of whatever the pipeline saw.
+    if let Err(f) = &source_result
+        && f.prerequisite
+    {
+        return Err(DaemonError::Prerequisite(format!("source: {}", f.message)));
+    }
     result?;
-    source_result.map_err(DaemonError::Source)
+    source_result.map_err(DaemonError::from)
 }
 
 /// Make sure the commit topic exists and read where to resume: the last commit record's
@@ -130,7 +173,13 @@ async fn read_checkpoint(
     config: &Config,
     topics: &mut Topics,
 ) -> Result<(Option<Position>, u64), DaemonError> {
-    checkpoint::ensure_commit_topic(topics, &config.kafka).await?;
+    checkpoint::ensure_commit_topic(topics, &config.kafka)
+        .await
+        .map_err(|e| match e {
+            // Missing and not to be created, or more than one partition: fix the config.
+            PublishError::Setup(m) => DaemonError::Prerequisite(m),
+            e => DaemonError::Publish(e),
+        })?;
     let kafka = config.kafka.clone();
     let last = tokio::task::spawn_blocking(move || checkpoint::last_commit_record(&kafka))
         .await
@@ -179,7 +228,7 @@ fn spawn_source(
     config: Arc<Config>,
     ctx: SourceContext,
     metrics: Arc<Metrics>,
-) -> Result<std::thread::JoinHandle<Result<(), String>>, DaemonError> {
+) -> Result<std::thread::JoinHandle<Result<(), SourceFailure>>, DaemonError> {
     std::thread::Builder::new()
         .name("ordo-source".into())
         .spawn(move || {
@@ -187,14 +236,25 @@ fn spawn_source(
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the source runtime: {e}"))?;
+                .map_err(|e| SourceFailure {
+                    message: format!("cannot start the source runtime: {e}"),
+                    prerequisite: false,
+                })?;
             rt.block_on(async move {
                 match &config.source {
-                    Source::Postgres(pg) => crate::postgres::source::run(pg, ctx)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    Source::Postgres(pg) => {
+                        crate::postgres::source::run(pg, ctx)
+                            .await
+                            .map_err(|e| SourceFailure {
+                                prerequisite: e.is_prerequisite(),
+                                message: e.to_string(),
+                            })
+                    }
                     Source::Mysql(my) => {
-                        crate::mysql::run(my, ctx).await.map_err(|e| e.to_string())
+                        crate::mysql::run(my, ctx).await.map_err(|e| SourceFailure {
+                            prerequisite: e.is_prerequisite(),
+                            message: e.to_string(),
+                        })
                     }
                 }
             })

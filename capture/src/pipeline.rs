@@ -8,14 +8,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ordo_kcop::{KcopError, Operation, ProducerRecord, SourceEvent, SourceInfo, TxnBegin};
+use ordo_kcop::{
+    KcopError, Operation, ProducerRecord, SchemaRef, SourceEvent, SourceInfo, TxnBegin,
+};
 use tokio::sync::mpsc;
 
 use crate::metrics::{Metrics, TableRows, TableStats};
 use crate::notify::Wedge;
 use crate::publisher::checkpoint::Topics;
 use crate::publisher::{PublishError, Publisher, record_headers};
-use crate::routes::Router;
+use crate::routes::{Route, Router};
 
 /// Why the pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,17 @@ pub enum PipelineError {
     /// The source broke the event protocol (a bug).
     #[error("source event out of order: {0}")]
     Protocol(&'static str),
+}
+
+/// What the pipeline keeps per table schema.
+#[derive(Debug)]
+struct TableEntry {
+    /// Keeps the schema (and so the key's address) alive.
+    _schema: SchemaRef,
+    /// `namespace.name`, for the `ordo.table` header.
+    name: Arc<str>,
+    stats: Arc<TableStats>,
+    routes: Arc<[Route]>,
 }
 
 /// The pipeline's state.
@@ -45,7 +58,9 @@ pub struct Pipeline {
     /// Changes handed to KCOPs (for metrics and tests).
     pub changes: u64,
     metrics: Arc<Metrics>,
-    tables: HashMap<String, Arc<TableStats>>,
+    /// Per table schema (keyed by the schema's address, kept alive here): its name, counters
+    /// and routes, so a change costs one lookup.
+    tables: HashMap<usize, TableEntry>,
     /// Rows per table of the current transaction.
     rows: TableRows,
     wedge: Wedge,
@@ -70,21 +85,28 @@ impl Pipeline {
         }
     }
 
-    /// Count one captured row of `table` in the metrics and the current transaction.
-    fn count_row(&mut self, table: &str) {
-        let stats = match self.tables.get(table) {
-            Some(s) => s.clone(),
-            None => {
-                let s = self.metrics.table(table);
-                self.tables.insert(table.to_owned(), s.clone());
-                s
+    /// The name, counters and routes of a change's table schema.
+    fn table(&mut self, schema: &SchemaRef) -> Result<(Arc<str>, Arc<[Route]>), PipelineError> {
+        let key = Arc::as_ptr(schema) as usize;
+        let entry = match self.tables.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let name: Arc<str> = schema.id.to_string().into();
+                e.insert(TableEntry {
+                    _schema: schema.clone(),
+                    stats: self.metrics.table(&name),
+                    routes: self.router.routes(schema)?,
+                    name,
+                })
             }
         };
+        let stats = &entry.stats;
         stats.captured(1);
-        match self.rows.iter_mut().find(|(t, _)| Arc::ptr_eq(t, &stats)) {
+        match self.rows.iter_mut().find(|(t, _)| Arc::ptr_eq(t, stats)) {
             Some((_, n)) => *n += 1,
-            None => self.rows.push((stats, 1)),
+            None => self.rows.push((stats.clone(), 1)),
         }
+        Ok((entry.name.clone(), entry.routes.clone()))
     }
 
     /// One turn of the loop: liveness for the watchdog, queue depth for the metrics.
@@ -142,18 +164,16 @@ impl Pipeline {
                 self.metrics.set_source_idle(false);
                 self.rows.clear();
                 self.txn_no += 1;
-                publisher.with_tracker(|t| t.begin(self.txn_no));
+                publisher.begin(self.txn_no);
                 self.current = Some((self.txn_no, begin));
             }
             SourceEvent::Change(change) => {
-                let table = change.table.id.to_string();
-                self.count_row(&table);
+                let (table, routes) = self.table(&change.table)?;
                 let Some((no, begin)) = &self.current else {
                     return Err(PipelineError::Protocol("change outside a transaction"));
                 };
                 let no = *no;
                 self.changes += 1;
-                let routes = self.router.routes(&change.table)?;
                 let op = Operation {
                     change: &change,
                     txn: begin,
@@ -194,7 +214,7 @@ impl Pipeline {
                 };
                 self.metrics.txn_captured(commit.commit_time.0);
                 let rows = std::mem::take(&mut self.rows);
-                publisher.with_tracker(|t| t.seal(no, commit, rows));
+                publisher.seal(no, commit, rows);
             }
             SourceEvent::Rollback => {
                 if let Some((no, _)) = self.current.take() {

@@ -7,7 +7,8 @@
 //! # Ordering
 //! Transactions arrive whole and in commit order: `Begin`, its changes, `Commit`; never two
 //! interleaved. Snapshot rows arrive as `Read` changes in transactions of their own before the
-//! streamed ones.
+//! streamed ones; an incremental re-snapshot's rows ([`crate::resnapshot`]) arrive as `Read`
+//! changes at the end of the streamed transaction that closed their window.
 //!
 //! # Resumption
 //! The pipeline starts a reader with the restart position of the last commit record (or none).
@@ -56,11 +57,30 @@ impl std::fmt::Debug for SourceContext {
     }
 }
 
+/// Sees every event a reader hands on, before it is batched, and decides what the pipeline
+/// gets instead: the same event, nothing, or more events. A hook keeps the reader's contract
+/// (whole transactions in commit order, dense op indexes); the incremental snapshot
+/// ([`crate::resnapshot`]) uses one to drop signal-table changes and to add snapshot rows to
+/// the transaction that closes a snapshot window.
+pub trait EventHook: Send {
+    /// Turn `ev` into the events to send, appended to `out` in order.
+    fn on_event(&mut self, ev: SourceEvent, out: &mut Vec<SourceEvent>);
+}
+
 /// Collects events into batches and sends them when full.
-#[derive(Debug)]
 pub struct Batcher {
     tx: EventSender,
     batch: Vec<SourceEvent>,
+    hook: Option<Box<dyn EventHook>>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("queued", &self.batch.len())
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pipeline has stopped; the reader should return.
@@ -74,7 +94,14 @@ impl Batcher {
         Self {
             tx,
             batch: Vec::with_capacity(BATCH_EVENTS),
+            hook: None,
         }
+    }
+
+    /// Pass every event pushed from now on through `hook` first. Install it between
+    /// transactions.
+    pub fn set_hook(&mut self, hook: Box<dyn EventHook>) {
+        self.hook = Some(hook);
     }
 
     /// Queue one event; sends the batch (waiting for room) when it is full.
@@ -82,7 +109,10 @@ impl Batcher {
     /// # Errors
     /// When the pipeline is gone.
     pub async fn push(&mut self, ev: SourceEvent) -> Result<(), PipelineClosed> {
-        self.batch.push(ev);
+        match self.hook.as_mut() {
+            Some(hook) => hook.on_event(ev, &mut self.batch),
+            None => self.batch.push(ev),
+        }
         if self.batch.len() >= BATCH_EVENTS {
             self.flush().await
         } else {

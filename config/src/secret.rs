@@ -13,10 +13,14 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 
+use zeroize::Zeroize;
+
 use crate::validate::Validation;
 use crate::yaml::with_hint;
 
-/// A secret value. `Debug` and `Display` print `***`; it cannot be serialized.
+/// A secret value. `Debug` and `Display` print `***`; it cannot be serialized. Its value (and
+/// an inline value as written in the file) is overwritten with zeros when it is dropped;
+/// copies handed to drivers (`expose`) are theirs to clear.
 #[derive(Clone, Default)]
 pub struct Secret {
     source: SecretSource,
@@ -87,9 +91,19 @@ impl Secret {
         };
         let found = resolved.is_some();
         if let Some(value) = resolved {
+            self.value.zeroize();
             self.value = value;
         }
         found
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.value.zeroize();
+        if let SecretSource::Text(text) = &mut self.source {
+            text.zeroize();
+        }
     }
 }
 

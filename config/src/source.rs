@@ -78,6 +78,11 @@ pub struct PostgresSource {
     /// milliseconds; 0 disables it. Default 60000.
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
+    /// The signal table `schema.table` through which `ordo snapshot --table` asks the running
+    /// daemon for an incremental re-snapshot; its changes are never published. Default: none
+    /// (`ordo snapshot` is refused). See docs/operations.md for its `CREATE TABLE`.
+    #[serde(default)]
+    pub signal_table: Option<String>,
 }
 
 /// Reading changes from MySQL or MariaDB.
@@ -204,6 +209,14 @@ impl PostgresSource {
         self.validate_protocol(cx, path);
         require_positive(cx, &at("snapshot_chunk_rows"), self.snapshot_chunk_rows);
         require_positive(cx, &at("status_interval_ms"), self.status_interval_ms);
+        if let Some(table) = &self.signal_table {
+            validate_signal_table(cx, &at("signal_table"), table);
+        }
+    }
+
+    /// The signal table as (schema, table), when it is set and well formed.
+    pub fn signal_table_parts(&self) -> Option<(&str, &str)> {
+        split_qualified(self.signal_table.as_deref()?)
     }
 
     fn validate_protocol(&self, cx: &mut Validation<'_>, path: &str) {
@@ -243,6 +256,23 @@ fn validate_slot_name(cx: &mut Validation<'_>, path: &str, slot: &str) {
             path,
             format!("`{slot}` is not a valid replication slot name"),
             "use 1 to 63 lowercase letters, digits and `_`",
+        );
+    }
+}
+
+/// `schema.table`, each part non-empty and without another `.`.
+fn split_qualified(name: &str) -> Option<(&str, &str)> {
+    let (schema, table) = name.split_once('.')?;
+    let ok = |p: &str| !p.is_empty() && !p.contains('.') && p.len() <= 63;
+    (ok(schema) && ok(table)).then_some((schema, table))
+}
+
+fn validate_signal_table(cx: &mut Validation<'_>, path: &str, table: &str) {
+    if split_qualified(table).is_none() {
+        cx.error(
+            path,
+            format!("`{table}` is not a schema-qualified table name"),
+            "write it as `schema.table`, for example `ordo.signal`",
         );
     }
 }
@@ -339,5 +369,30 @@ impl<'de> Visitor<'de> for SourceVisitor {
 impl<'de> Deserialize<'de> for Source {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(SourceVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_qualified;
+
+    fn parse(signal: &str) -> Result<crate::Config, String> {
+        let text = format!(
+            "source:\n  postgres:\n    user: ordo\n    database: shop\n    signal_table: {signal}\nkafka:\n  bootstrap_servers: \"127.0.0.1:9092\"\n  commit_topic: ordo.commits\nmappings:\n  - tables: [\"public.orders\"]\n    outputs:\n      - topic: orders\n        format: json\n"
+        );
+        crate::parse_with_env(&text, "ordo.yaml", |_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn signal_table_is_schema_qualified() {
+        assert_eq!(split_qualified("ordo.signal"), Some(("ordo", "signal")));
+        assert_eq!(split_qualified("signal"), None);
+        assert_eq!(split_qualified("a.b.c"), None);
+        assert_eq!(split_qualified(".b"), None);
+        assert!(parse("ordo.signal").is_ok());
+        let err = parse("signal").expect_err("an unqualified name is refused");
+        assert!(err.contains("source.postgres.signal_table"), "{err}");
+        assert!(err.contains("ordo.yaml:5:19"), "{err}");
+        assert!(err.contains("schema.table"), "{err}");
     }
 }

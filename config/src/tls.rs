@@ -1,4 +1,11 @@
 //! TLS settings for connections to the source database.
+//!
+//! The modes mean what libpq's `sslmode` means, for PostgreSQL and MariaDB alike. The default
+//! stays `prefer` (encrypt when the server offers it, without checking its certificate) so that
+//! a server without TLS, such as a development database on loopback, works without settings;
+//! `verify-full` cannot be the default because it needs a certificate the client can check
+//! (`ca_file` or the system's roots) and fails against every server without one. Production
+//! configs should say `verify-full`.
 
 use std::path::PathBuf;
 
@@ -30,7 +37,7 @@ pub struct Tls {
     pub key_file: Option<PathBuf>,
 }
 
-/// TLS mode, with the same meaning as libpq's `sslmode`.
+/// TLS mode, with the same meaning as libpq's `sslmode`. Unix sockets are never encrypted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
@@ -41,7 +48,8 @@ pub enum TlsMode {
     Prefer,
     /// TLS always; the certificate is not checked.
     Require,
-    /// TLS always; the certificate must be signed by a trusted authority.
+    /// TLS always; the certificate must be signed by a trusted authority (`ca_file`, or the
+    /// system's roots); the host name is not checked.
     VerifyCa,
     /// TLS always; the certificate must be trusted and name the host.
     VerifyFull,

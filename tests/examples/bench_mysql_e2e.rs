@@ -116,10 +116,14 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.yaml");
     let server_id = 100_000 + rand::random::<u32>() % 1_000_000_000;
+    // Extra librdkafka properties to try (`ORDO_BENCH_KAFKA_PROPERTIES='{"linger.ms": "20"}'`).
+    let props = std::env::var("ORDO_BENCH_KAFKA_PROPERTIES")
+        .map(|p| format!("  properties: {p}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "source:\n  mysql:\n    flavor: mariadb\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    tls: {{ mode: disable }}\n    server_id: {server_id}\n    snapshot: initial\n    databases: [{db}]\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\nmappings:\n  - tables: [\"{db}.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
+            "source:\n  mysql:\n    flavor: mariadb\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    tls: {{ mode: disable }}\n    server_id: {server_id}\n    snapshot: initial\n    databases: [{db}]\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\n{props}mappings:\n  - tables: [\"{db}.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
             s.mysql_host, s.mysql_port, s.kafka
         ),
     )

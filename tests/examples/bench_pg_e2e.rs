@@ -2,8 +2,9 @@
 //! PostgreSQL through the JSON KCOP to the broker with commit records, next to
 //! `pg_recvlogical` (pgoutput) to /dev/null over the same WAL. Prints rows/s and the ratio.
 //!
-//! Run: `scripts/stack up && cargo run --release -p ordo-tests --example bench_pg_e2e [rows]`
-//! (it builds the release `ordo` binary first).
+//! Run: `scripts/stack up && cargo run --release -p ordo-tests --example bench_pg_e2e [rows [rows
+//! per transaction]]` (it builds the release `ordo` binary first); `-- 10000 1` is the
+//! single-row-transaction workload.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::process::{Command, Stdio};
@@ -18,7 +19,12 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let txns = rows / 100;
+    let per_txn: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100)
+        .max(1);
+    let txns = rows / per_txn;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let ok = Command::new(env!("CARGO"))
         .args([
@@ -42,11 +48,11 @@ async fn main() {
     c.batch_execute(&format!(
         "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool);
          CREATE PUBLICATION {name} FOR TABLE bench;
-         CREATE PROCEDURE load(txns int) LANGUAGE plpgsql AS $$
+         CREATE PROCEDURE load(txns int, k int) LANGUAGE plpgsql AS $$
          BEGIN
            FOR i IN 0..txns-1 LOOP
              INSERT INTO bench SELECT g, g % 1000, md5(g::text), now(), (g % 100000) / 100.0, g % 2 = 0
-               FROM generate_series(i::bigint * 100, i::bigint * 100 + 99) g;
+               FROM generate_series(i::bigint * k, i::bigint * k + k - 1) g;
              COMMIT;
            END LOOP;
          END $$;"
@@ -62,7 +68,7 @@ async fn main() {
         .unwrap();
     }
     let t = Instant::now();
-    c.batch_execute(&format!("CALL load({txns})"))
+    c.batch_execute(&format!("CALL load({txns}, {per_txn})"))
         .await
         .unwrap();
     let end_lsn: String = c
@@ -103,10 +109,14 @@ async fn main() {
     // ordo: start to the last commit record acknowledged.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.yaml");
+    // Extra librdkafka properties to try (`ORDO_BENCH_KAFKA_PROPERTIES='{"linger.ms": "20"}'`).
+    let props = std::env::var("ORDO_BENCH_KAFKA_PROPERTIES")
+        .map(|p| format!("  properties: {p}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {db}\n    tls: {{ mode: disable }}\n    slot: {name}_o\n    publication: {name}\n    create_publication: false\n    snapshot: never\n    spill_dir: {}\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\nmappings:\n  - tables: [\"public.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
+            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {db}\n    tls: {{ mode: disable }}\n    slot: {name}_o\n    publication: {name}\n    create_publication: false\n    snapshot: never\n    spill_dir: {}\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\n{props}mappings:\n  - tables: [\"public.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
             s.pg_host,
             s.pg_port,
             dir.path().join("spill").display(),
@@ -136,7 +146,9 @@ async fn main() {
         .status();
     let _ = daemon.wait();
     let r = rows as f64;
-    println!("\n| workload: {rows} rows, {txns} txns of 100 rows, 6 columns | wall s | rows/s |");
+    println!(
+        "\n| workload: {rows} rows, {txns} txns of {per_txn} rows, 6 columns | wall s | rows/s |"
+    );
     println!("|---|---|---|");
     println!(
         "| pg_recvlogical pgoutput v1 -> /dev/null | {base:.2} | {:.0} |",
@@ -162,7 +174,7 @@ async fn main() {
     );
     // One line for scripts/bench's table.
     println!(
-        "BENCH|PG end to end: {rows} rows in 100-row txns|pg_recvlogical -> /dev/null|{:.0}|ordo -> json -> broker + commit records|{:.0}|0.8",
+        "BENCH|PG end to end: {rows} rows in {per_txn}-row txns|pg_recvlogical -> /dev/null|{:.0}|ordo -> json -> broker + commit records|{:.0}|0.8",
         r / base,
         r / e2e
     );

@@ -10,5 +10,8 @@ pub mod capture;
 pub mod config;
 pub mod invariant;
 pub mod kafka;
+pub mod mariadb_server;
 pub mod ops;
+pub mod process;
 pub mod stack;
+pub mod tls;

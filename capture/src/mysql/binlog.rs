@@ -24,8 +24,10 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use mysql_async::binlog::events::Event;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder};
-use ordo_config::{MysqlSource, TlsMode};
+use mysql_async::{
+    BinlogStream, BinlogStreamRequest, ClientIdentity, Conn, Opts, OptsBuilder, SslOpts,
+};
+use ordo_config::{MysqlSource, Tls, TlsMode};
 
 use super::catalog;
 use super::error::MysqlSourceError;
@@ -34,25 +36,19 @@ use super::gtid;
 use super::txn::Assembler;
 use crate::metrics::{SourceState, source_state};
 use crate::source::{Batcher, SourceContext};
+use crate::tls::TlsError;
 
 /// Heartbeat period asked of the server; silence for [`SILENCE`] means a dead connection.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const SILENCE: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Connection options from the configuration.
-///
-/// # Errors
-/// For TLS modes this source does not support yet.
-pub(crate) fn opts(cfg: &MysqlSource) -> Result<Opts, MysqlSourceError> {
-    if !matches!(cfg.tls.mode, TlsMode::Disable | TlsMode::Prefer) {
-        return Err(MysqlSourceError::Setting {
-            setting: "source.mysql.tls.mode".into(),
-            found: format!("{:?}", cfg.tls.mode).to_lowercase(),
-            fix: "the mysql source has no tls support yet: use `disable` or `prefer` (plain tcp) on a trusted network".into(),
-        });
-    }
-    let builder = OptsBuilder::default()
+/// The settings block named in TLS errors.
+const TLS_SETTING: &str = "source.mysql.tls";
+
+/// Connection options from the configuration, with `ssl` as the TLS options (`None`: plain).
+fn opts(cfg: &MysqlSource, ssl: Option<SslOpts>) -> Opts {
+    OptsBuilder::default()
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
@@ -60,26 +56,140 @@ pub(crate) fn opts(cfg: &MysqlSource) -> Result<Opts, MysqlSourceError> {
         .prefer_socket(false)
         .tcp_nodelay(true)
         .tcp_keepalive(Some(Duration::from_secs(10)))
-        .stmt_cache_size(32);
-    Ok(builder.into())
+        .stmt_cache_size(32)
+        .ssl_opts(ssl)
+        .into()
 }
 
-/// Connect, with a deadline.
+/// `mysql_async`'s TLS options for `source.mysql.tls` (libpq's meanings, see [`crate::tls`]);
+/// `name` overrides the name the certificate is checked against. The files are read here
+/// first so that a bad one is reported with its setting.
+fn ssl_opts(tls: &Tls, name: Option<String>) -> Result<Option<SslOpts>, TlsError> {
+    let mut ssl = SslOpts::default();
+    match tls.mode {
+        TlsMode::Disable => return Ok(None),
+        TlsMode::Prefer | TlsMode::Require => ssl = ssl.with_danger_accept_invalid_certs(true),
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            let roots = match &tls.ca_file {
+                Some(ca) => {
+                    crate::tls::read_certs(ca, &format!("{TLS_SETTING}.ca_file"))?;
+                    vec![ca.clone().into()]
+                }
+                None => rustls_native_certs::load_native_certs()
+                    .certs
+                    .into_iter()
+                    .map(|der| der.to_vec().into())
+                    .collect(),
+            };
+            ssl = ssl
+                .with_root_certs(roots)
+                .with_disable_built_in_roots(true)
+                .with_danger_tls_hostname_override(name);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        crate::tls::read_certs(cert, &format!("{TLS_SETTING}.cert_file"))?;
+        crate::tls::read_key(key, &format!("{TLS_SETTING}.key_file"))?;
+        ssl = ssl.with_client_identity(Some(ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    Ok(Some(ssl))
+}
+
+/// Connect, with a deadline, over TLS as `source.mysql.tls` says.
+///
+/// `prefer` falls back to plain text when the server has no TLS. `verify-ca` checks the chain
+/// only: `mysql_async` always checks the host name, so when the chain is trusted but the name
+/// differs, the connection is made again checking the name the certificate carries.
+///
+/// # Errors
+/// [`MysqlSourceError::Connect`] when the server cannot be reached or refuses the login,
+/// [`MysqlSourceError::Tls`] when TLS cannot be set up (naming the setting and the fix).
 pub(crate) async fn connect(cfg: &MysqlSource) -> Result<Conn, MysqlSourceError> {
-    let opts = opts(cfg)?;
-    let err = |source| MysqlSourceError::Connect {
-        host: cfg.host.clone(),
-        port: cfg.port,
-        source,
+    crate::tls::install_default_provider();
+    let e = match connect_with(cfg, ssl_opts(&cfg.tls, None)?).await {
+        Ok(conn) => return Ok(conn),
+        Err(e) => e,
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
-        Ok(conn) => conn.map_err(err),
-        Err(_) => Err(err(mysql_async::Error::Io(mysql_async::IoError::Io(
+    let no_tls = matches!(
+        e,
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+    );
+    if no_tls && cfg.tls.mode == TlsMode::Prefer {
+        tracing::debug!(host = %cfg.host, "the mysql source offers no tls; continuing in plain text");
+        return connect_with(cfg, None)
+            .await
+            .map_err(|e| connect_error(cfg, e));
+    }
+    if cfg.tls.mode == TlsMode::VerifyCa
+        && let Some(name) = crate::tls::find_rustls_error(&e).and_then(certificate_dns_name)
+    {
+        let ssl = ssl_opts(&cfg.tls, Some(name))?;
+        return connect_with(cfg, ssl)
+            .await
+            .map_err(|e| connect_error(cfg, e));
+    }
+    Err(connect_error(cfg, e))
+}
+
+async fn connect_with(cfg: &MysqlSource, ssl: Option<SslOpts>) -> Result<Conn, mysql_async::Error> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts(cfg, ssl))).await {
+        Ok(conn) => conn,
+        Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
             ),
-        )))),
+        ))),
+    }
+}
+
+/// A DNS name the server's certificate carries, from a name-mismatch error (which webpki
+/// reports only after the chain was verified).
+fn certificate_dns_name(e: &rustls::Error) -> Option<String> {
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+        presented,
+        ..
+    }) = e
+    else {
+        return None;
+    };
+    presented.iter().find_map(|name| {
+        let name = name.strip_prefix("DnsName(\"")?.strip_suffix("\")")?;
+        // A wildcard matches any single label.
+        Some(name.replacen("*.", "ordo-verify-ca.", 1))
+    })
+}
+
+/// A failed connect, with TLS failures explained.
+fn connect_error(cfg: &MysqlSource, e: mysql_async::Error) -> MysqlSourceError {
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    if matches!(
+        e,
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+    ) {
+        return MysqlSourceError::Tls(TlsError::NotOffered {
+            setting: TLS_SETTING.to_owned(),
+            mode: crate::tls::mode_name(cfg.tls.mode).to_owned(),
+            addr,
+        });
+    }
+    if let Some(rustls) = crate::tls::find_rustls_error(&e) {
+        let host = cfg.host.as_str();
+        return MysqlSourceError::Tls(crate::tls::explain(
+            rustls,
+            &cfg.tls,
+            TLS_SETTING,
+            host,
+            &addr,
+        ));
+    }
+    MysqlSourceError::Connect {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        source: e,
     }
 }
 
@@ -275,5 +385,33 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::ServerName;
+
+    use super::certificate_dns_name;
+
+    fn mismatch(presented: &[&str]) -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.1").unwrap(),
+            presented: presented.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    }
+
+    #[test]
+    fn takes_a_dns_name_from_a_name_mismatch() {
+        let e = mismatch(&["IpAddress(10.0.0.1)", "DnsName(\"db.internal\")"]);
+        assert_eq!(certificate_dns_name(&e).as_deref(), Some("db.internal"));
+        let e = mismatch(&["DnsName(\"*.example.com\")"]);
+        assert_eq!(
+            certificate_dns_name(&e).as_deref(),
+            Some("ordo-verify-ca.example.com")
+        );
+        assert_eq!(certificate_dns_name(&mismatch(&[])), None);
+        let other = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert_eq!(certificate_dns_name(&other), None);
     }
 }

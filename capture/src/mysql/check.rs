@@ -36,19 +36,29 @@ fn problem(what: impl Into<String>, found: impl Into<String>, fix: impl Into<Str
     }
 }
 
+/// The problem to report when connecting fails: TLS failures name their own setting and fix.
+pub(crate) fn connection_problem(e: &MysqlSourceError) -> Problem {
+    match e {
+        MysqlSourceError::Tls(tls) => problem(
+            "tls to the source",
+            format!("failing ({tls})"),
+            "change source.mysql.tls (or the server's certificate) as the message says",
+        ),
+        other => problem(
+            "the connection",
+            format!("failing ({other})"),
+            "check source.mysql host, port, user and password",
+        ),
+    }
+}
+
 /// Check that the server can be captured from: binary log on, in ROW format with full row
 /// images and metadata, no compression, a server id other than ordo's, and the privileges
 /// (`REPLICATION SLAVE`, `BINLOG MONITOR`, `SELECT` on `tables`). An empty list means ready.
 pub async fn check(cfg: &MysqlSource, tables: &[TableId]) -> Vec<Problem> {
     let mut conn = match connect(cfg).await {
         Ok(c) => c,
-        Err(e) => {
-            return vec![problem(
-                "the connection",
-                format!("failing ({e})"),
-                "check source.mysql host, port, user and password",
-            )];
-        }
+        Err(e) => return vec![connection_problem(&e)],
     };
     let mut problems = match settings(&mut conn, cfg).await {
         Ok(p) => p,

@@ -110,6 +110,9 @@ pub enum MysqlSourceError {
         /// The incident message.
         message: String,
     },
+    /// TLS to the server could not be set up (certificate, CA, key, or the server lacks TLS).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The pipeline stopped receiving events.
     #[error(transparent)]
     Pipeline(#[from] PipelineClosed),
@@ -124,6 +127,20 @@ impl MysqlSourceError {
             | MysqlSourceError::Sql { source, .. }
             | MysqlSourceError::Stream { source, .. } => transient(source),
             MysqlSourceError::Silent { .. } | MysqlSourceError::StreamEnded { .. } => true,
+            MysqlSourceError::Tls(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether the server or the configuration must change before capture can run (settings,
+    /// privileges, tables that cannot be captured, TLS set-up): `ordo run` exits 2 for these,
+    /// so a service manager does not restart it in a loop.
+    pub fn is_prerequisite(&self) -> bool {
+        match self {
+            MysqlSourceError::Setting { .. }
+            | MysqlSourceError::Table { .. }
+            | MysqlSourceError::Compressed { .. } => true,
+            MysqlSourceError::Tls(e) => !e.is_transient(),
             _ => false,
         }
     }

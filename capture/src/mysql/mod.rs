@@ -45,6 +45,7 @@ mod charset;
 mod check;
 mod error;
 mod events;
+pub(crate) mod fuzzing;
 mod gtid;
 mod rows;
 mod schema;
@@ -59,10 +60,11 @@ use mysql_async::prelude::Queryable;
 use ordo_config::{MysqlSource, Snapshot};
 use ordo_kcop::{BinlogCoord, GtidSet, Position};
 
+pub(crate) use binlog::{connect, sql_err};
+pub(crate) use check::connection_problem;
 pub use check::{Problem, check};
 pub use error::MysqlSourceError;
 
-use binlog::{connect, sql_err};
 use schema::SchemaRegistry;
 use txn::Assembler;
 

@@ -109,6 +109,20 @@ impl RowsEvent<'_> {
                 reason: "the rows event has another column count than its table map",
             });
         }
+        let start = self.rows.remaining();
+        let images = self.read_images(table)?;
+        // Every real image has a NULL bitmap of at least one byte: one that reads nothing
+        // would be read again forever.
+        if self.rows.remaining() == start {
+            return Err(RowError {
+                column: None,
+                reason: "a row image has no columns present; the rows event is corrupt",
+            });
+        }
+        Ok(images)
+    }
+
+    fn read_images(&mut self, table: &CompiledTable) -> Result<Images, RowError> {
         Ok(match self.op {
             Op::Insert => (None, Some(image(&mut self.rows, self.after_cols, table)?)),
             Op::Delete => (Some(image(&mut self.rows, self.before_cols, table)?), None),
@@ -152,4 +166,31 @@ fn image(r: &mut Reader<'_>, present: &[u8], table: &CompiledTable) -> Result<Ro
         }
     }
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::mysql::fuzzing::rows_against;
+
+    /// The TABLE_MAP of `k (a int, b varchar(5))` as MariaDB 10.11 logged it.
+    const MAP_K: &str = "50000000000001000e66757a7a736565645f333135353200016b0002030f0214000301010002012d040401610162";
+
+    #[test]
+    fn an_image_without_present_columns_is_an_error_not_an_endless_loop() {
+        // Found by the `binlog` fuzz target: the columns-present bitmap names only columns
+        // beyond the table's two, so each image read zero bytes and the rows never ended.
+        let map = hex::decode(MAP_K).unwrap();
+        let rows = hex::decode("15000000000001000244ff").unwrap();
+        let err = rows_against(&map, 23, &rows).unwrap_err();
+        assert!(err.contains("no columns present"), "{err}");
+    }
+
+    #[test]
+    fn rows_decode_against_their_table_map() {
+        let map = hex::decode(MAP_K).unwrap();
+        // WRITE_ROWS_V1: table 0x50, flags, 2 columns, both present; (1, 'a') and (2, NULL).
+        let rows = hex::decode("500000000000010002ff000100000001610202000000").unwrap();
+        let (width, changes) = rows_against(&map, 23, &rows).unwrap();
+        assert_eq!((width, changes.len()), (2, 2));
+    }
 }

@@ -113,6 +113,33 @@ impl SchemaRegistry {
         Ok(())
     }
 
+    /// Compile a TABLE_MAP body from the binlog alone, without the catalog, as
+    /// [`SchemaRegistry::table_map`] does for a table the catalog no longer matches (for the
+    /// fuzz targets and tests).
+    pub(crate) fn compile_offline(
+        &mut self,
+        data: &[u8],
+        id_len: usize,
+    ) -> Result<Arc<CompiledTable>, MysqlSourceError> {
+        let map = table_map::parse(data, id_len).map_err(|e| corrupt(e.0.to_owned()))?;
+        let id = TableId::new(map.database.clone(), map.table.clone());
+        let (columns, decoders) = self.compile(&id, &map, None)?;
+        let schema = self.version(TableSchema {
+            id,
+            version: 0,
+            columns,
+            key: map.primary_key.clone(),
+        });
+        let raw = data[id_len.min(data.len())..].to_vec();
+        let c = Arc::new(CompiledTable {
+            schema,
+            decoders,
+            raw,
+        });
+        self.by_id.insert(map.table_id, Some(c.clone()));
+        Ok(c)
+    }
+
     /// The catalog's view of a table (cached until DDL mentions it).
     pub(crate) async fn catalog(
         &mut self,

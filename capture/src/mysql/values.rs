@@ -103,7 +103,7 @@ impl ColumnDecoder {
             ColumnDecoder::Date => date3(r.uint_le(3)?),
             ColumnDecoder::Time => time3(r.uint_le(3)?),
             ColumnDecoder::Time2 { fsp } => time2(r, *fsp)?,
-            ColumnDecoder::DateTime => datetime8(r.u64()?),
+            ColumnDecoder::DateTime => datetime8(r.u64()?)?,
             ColumnDecoder::DateTime2 { fsp } => datetime2(r, *fsp)?,
             ColumnDecoder::Timestamp => timestamp(i64::from(r.u32()?), 0),
             ColumnDecoder::Timestamp2 { fsp } => {
@@ -210,15 +210,23 @@ pub(crate) fn set_value(mask: u64, labels: &[String]) -> Value {
     Value::Set(chosen)
 }
 
-/// Big-endian BIT bytes to a bit string of `bits` bits, first bit most significant.
+/// Big-endian BIT bytes to a bit string of `bits` bits, first bit most significant: the low
+/// `bits` bits of `be` (zero-extended when it is shorter), shifted to the left edge.
 pub(crate) fn bits_value(be: &[u8], bits: u16) -> BitString {
-    let value = be.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     let nbytes = usize::from(bits).div_ceil(8);
-    let shifted = value << (nbytes * 8 - usize::from(bits));
-    let all = shifted.to_be_bytes();
+    let mut bytes = vec![0u8; nbytes];
+    let src = &be[be.len().saturating_sub(nbytes)..];
+    bytes[nbytes - src.len()..].copy_from_slice(src);
+    let shift = nbytes * 8 - usize::from(bits);
+    if shift > 0 {
+        for i in 0..nbytes {
+            let next = bytes.get(i + 1).map_or(0, |b| b >> (8 - shift));
+            bytes[i] = (bytes[i] << shift) | next;
+        }
+    }
     BitString {
         len: usize::from(bits),
-        bytes: all[16 - nbytes..].to_vec(),
+        bytes,
     }
 }
 
@@ -256,13 +264,17 @@ fn time3(v: u64) -> Value {
     Value::Time(Time(if v < 0 { -micros } else { micros }))
 }
 
-fn datetime8(v: u64) -> Value {
+fn datetime8(v: u64) -> Result<Value, BadValue> {
     let (d, t) = ((v / 1_000_000) as i64, (v % 1_000_000) as i64);
-    datetime_value(
+    if d / 10_000 > 9999 {
+        // Beyond any DATETIME; its timestamp would not fit in 64 bits.
+        return Err(BadValue("datetime year above 9999"));
+    }
+    Ok(datetime_value(
         (d / 10_000, d / 100 % 100, d % 100),
         (t / 10_000, t / 100 % 100, t % 100),
         0,
-    )
+    ))
 }
 
 /// Fractional seconds of the 5.6 temporal forms, as micros (signed for DATETIME2 and TIME2).
@@ -295,6 +307,10 @@ fn timestamp(secs: i64, micros: i64) -> Value {
 
 fn datetime2(r: &mut Reader<'_>, fsp: u8) -> Result<Value, BadValue> {
     let int = r.uint_be(5)? as i64 - 0x80_0000_0000;
+    if int < 0 {
+        // No DATETIME is before 0000-00-00; (int << 24) + frac would overflow for some.
+        return Err(BadValue("datetime with a negative packed value"));
+    }
     let packed = (int << 24) + frac_signed(r, fsp)?;
     let packed = packed.abs();
     let (ymdhms, micros) = (packed >> 24, packed % (1 << 24));
@@ -429,6 +445,25 @@ mod tests {
     fn bits_are_left_aligned() {
         let b = bits_value(&[0x02, 0xaa], 10);
         assert_eq!(b.to_string(), "1010101010");
+        assert_eq!(
+            bits_value(&[0xff, 0x02, 0xaa], 10),
+            b,
+            "extra high bytes are dropped"
+        );
+        assert_eq!(bits_value(&[0x05], 3).to_string(), "101");
+        assert_eq!(bits_value(&[0x01], 9).to_string(), "000000001");
+    }
+
+    #[test]
+    fn bits_wider_than_128_do_not_panic() {
+        // Found by the `binlog` fuzz target: a table map claiming BIT(136) made the value
+        // 17 bytes, past the 16 a u128 holds.
+        let mut be = vec![0u8; 17];
+        be[0] = 0x80;
+        be[16] = 0x01;
+        let b = bits_value(&be, 136);
+        assert_eq!((b.len, b.bytes.len()), (136, 17));
+        assert_eq!((b.bytes[0], b.bytes[16]), (0x80, 0x01));
     }
 
     #[test]
@@ -437,6 +472,26 @@ mod tests {
         let mut want = [0u8; 16];
         want[0] = 0x12;
         assert_eq!(v, Value::Uuid(want));
+    }
+
+    #[test]
+    fn old_datetime_beyond_year_9999_is_an_error_not_an_overflow() {
+        // Found by the `binlog` fuzz target: an 8-byte DATETIME of year ~1.8e9 overflowed
+        // the timestamp's microseconds.
+        let err = datetime8(u64::MAX).unwrap_err();
+        assert_eq!(err, BadValue("datetime year above 9999"));
+        let v = datetime8(20_240_229_235_959).unwrap();
+        assert_eq!(v, datetime_value((2024, 2, 29), (23, 59, 59), 0));
+    }
+
+    #[test]
+    fn negative_datetime2_is_an_error_not_an_overflow() {
+        // Found by the `binlog` fuzz target: packed value -2^39 overflowed `abs()`.
+        let err = datetime2(&mut Reader::new(&[0, 0, 0, 0, 0]), 0).unwrap_err();
+        assert_eq!(err, BadValue("datetime with a negative packed value"));
+        // '0000-00-00 00:00:00.0' with fsp 1 still decodes (to NULL, a zero date).
+        let v = datetime2(&mut Reader::new(&[0x80, 0, 0, 0, 0, 0]), 1).unwrap();
+        assert_eq!(v, Value::Null);
     }
 
     #[test]

@@ -4,17 +4,23 @@
 use std::collections::HashMap;
 
 use ordo_config::PostgresSource;
+use ordo_config::TlsMode;
 use ordo_kcop::TableId;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
 
 use super::types::{PgType, TypeCache, TypeInfo, builtin};
 use crate::source::TableFilter;
+use crate::tls::{PgTls, TlsError};
+
+/// The settings block named in TLS errors.
+pub(crate) const TLS_SETTING: &str = "source.postgres.tls";
 
 /// A failure talking SQL to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// Connecting or running a statement failed.
-    #[error("postgresql {what}: {source}")]
+    #[error("postgresql {what}: {}", describe(source))]
     Sql {
         /// What ordo was doing.
         what: String,
@@ -24,6 +30,26 @@ pub enum CatalogError {
     /// A mapped table cannot be captured as configured.
     #[error("{0}")]
     Unusable(String),
+    /// TLS to the server could not be set up (certificate, CA, key, or the server lacks TLS).
+    #[error("postgresql: {source}")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What went wrong, naming the setting to change.
+        source: TlsError,
+    },
+}
+
+/// The driver's error with what it wraps: the server's message and SQLSTATE, or the i/o cause
+/// (tokio-postgres's own `Display` says only "db error" or "error connecting to server").
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> CatalogError {
@@ -41,10 +67,11 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Connect for ordinary SQL, with the session settings that make text forms unambiguous.
+/// Connect for ordinary SQL, with the session settings that make text forms unambiguous, over
+/// TLS as `source.postgres.tls` says (see [`crate::tls`]; no TLS on unix sockets, as libpq).
 ///
 /// # Errors
-/// When the server cannot be reached or refuses the login.
+/// When the server cannot be reached, refuses the login, or the TLS handshake fails.
 pub async fn connect(cfg: &PostgresSource) -> Result<Client, CatalogError> {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&cfg.host)
@@ -56,17 +83,65 @@ pub async fn connect(cfg: &PostgresSource) -> Result<Client, CatalogError> {
         pg.password(p.expose());
     }
     pg.options("-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C");
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let tls_error = |source| CatalogError::Tls {
+        addr: addr.clone(),
+        source,
+    };
+    let unix = cfg.host.starts_with('/');
+    pg.ssl_mode(match cfg.tls.mode {
+        _ if unix => SslMode::Disable,
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+    });
+    let tls = crate::tls::client_config(&cfg.tls, TLS_SETTING).map_err(tls_error)?;
     let where_ = format!(
-        "connect to {}:{} database {} as {}",
-        cfg.host, cfg.port, cfg.database, cfg.user
+        "connect to {addr} database {} as {}",
+        cfg.database, cfg.user
     );
-    let (client, conn) = pg.connect(NoTls).await.map_err(sql(where_))?;
+    let (client, conn) = pg
+        .connect(PgTls::new(tls))
+        .await
+        .map_err(|e| connect_error(e, cfg, &addr, where_))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "sql connection closed");
         }
     });
     Ok(client)
+}
+
+/// A failed connect, with TLS failures explained (which setting, which fix).
+fn connect_error(
+    e: tokio_postgres::Error,
+    cfg: &PostgresSource,
+    addr: &str,
+    what: String,
+) -> CatalogError {
+    let tls = |source| CatalogError::Tls {
+        addr: addr.to_owned(),
+        source,
+    };
+    if let Some(rustls) = crate::tls::find_rustls_error(&e) {
+        return tls(crate::tls::explain(
+            rustls,
+            &cfg.tls,
+            TLS_SETTING,
+            &cfg.host,
+            addr,
+        ));
+    }
+    // tokio-postgres's words when the server answers `N` to the SSLRequest under Require.
+    let cause = std::error::Error::source(&e).map(ToString::to_string);
+    if cause.is_some_and(|c| c.contains("server does not support TLS")) {
+        return tls(TlsError::NotOffered {
+            setting: TLS_SETTING.to_owned(),
+            mode: crate::tls::mode_name(cfg.tls.mode).to_owned(),
+            addr: addr.to_owned(),
+        });
+    }
+    CatalogError::Sql { what, source: e }
 }
 
 /// Create the publication `FOR ALL TABLES` if it is missing and the config allows it.

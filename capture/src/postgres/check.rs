@@ -30,6 +30,13 @@ fn qualified(t: &TableId) -> String {
 pub async fn check(cfg: &PostgresSource, tables: &TableFilter) -> Vec<Problem> {
     let client = match catalog::connect(cfg).await {
         Ok(c) => c,
+        Err(e @ catalog::CatalogError::Tls { .. }) => {
+            return vec![problem(
+                "tls to the source",
+                format!("failing ({e})"),
+                "change source.postgres.tls (or the server's certificate) as the message says",
+            )];
+        }
         Err(e) => {
             return vec![problem(
                 "the connection",

@@ -35,6 +35,10 @@ use super::pgoutput::{
 use super::types::{self, PgType, TypeCache, decode_text};
 use crate::source::{Batcher, PipelineClosed, TableFilter};
 
+mod offline;
+#[doc(hidden)]
+pub use offline::decode_offline;
+
 /// A failure decoding the replication stream.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -302,58 +306,30 @@ impl Decoder {
         let oids: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
         catalog::resolve_types(client, &mut self.types, &oids).await?;
         let facts = catalog::column_facts(client, relid).await?;
-        let mut cols = Vec::with_capacity(columns.len());
-        let mut tys = Vec::with_capacity(columns.len());
-        for c in columns {
-            let info = self
-                .types
-                .get(c.type_oid)
-                .unwrap_or_else(|| types::TypeInfo::other(format!("type {}", c.type_oid)));
-            cols.push(Column {
-                name: c.name.to_owned(),
-                type_name: types::display_name(&info, c.type_mod),
-                kind: types::column_kind(&info, c.type_mod),
-                nullable: !facts.not_null.get(c.name).copied().unwrap_or(false),
-            });
-            tys.push(info.ty);
-        }
-        let identity: Vec<bool> = columns.iter().map(|c| c.key).collect();
-        let key: Vec<usize> = if replica_identity == b'f' || identity.iter().all(|k| !k) {
-            facts
-                .primary_key
-                .iter()
-                .filter_map(|k| cols.iter().position(|c| &c.name == k))
-                .collect()
-        } else {
-            identity
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| **k)
-                .map(|(i, _)| i)
-                .collect()
-        };
-        let mut schema = TableSchema {
-            id: id.clone(),
-            version: 1,
-            columns: cols,
-            key,
-        };
-        let schema = match self.latest.get(&id) {
+        let (schema, types, identity) =
+            relation_shape(&self.types, id, replica_identity, columns, &facts);
+        let schema = self.versioned(schema);
+        let mapped = (self.tables)(&schema.id);
+        Ok(Arc::new(Relation {
+            schema,
+            types,
+            identity,
+            mapped,
+        }))
+    }
+
+    /// The schema to use for `schema`: the table's previous one when the shape is the same,
+    /// else `schema` with the next version.
+    fn versioned(&mut self, mut schema: TableSchema) -> Arc<TableSchema> {
+        match self.latest.get(&schema.id) {
             Some(prev) if prev.same_shape(&schema) => prev.clone(),
             prev => {
                 schema.version = prev.map_or(1, |p| p.version + 1);
                 let s = Arc::new(schema);
-                self.latest.insert(id.clone(), s.clone());
+                self.latest.insert(s.id.clone(), s.clone());
                 s
             }
-        };
-        let mapped = (self.tables)(&id);
-        Ok(Arc::new(Relation {
-            schema,
-            types: tys,
-            identity,
-            mapped,
-        }))
+        }
     }
 
     async fn begin_if_needed(&mut self, out: &mut Batcher) -> Result<Option<u64>, DecodeError> {
@@ -608,6 +584,53 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// A Relation message's schema (version 1), column decoders and replica-identity flags, with
+/// the types resolved in `types` and the catalog's `facts`.
+fn relation_shape(
+    types: &TypeCache,
+    id: TableId,
+    replica_identity: u8,
+    columns: &[RelationColumn<'_>],
+    facts: &catalog::ColumnFacts,
+) -> (TableSchema, Vec<PgType>, Vec<bool>) {
+    let mut cols = Vec::with_capacity(columns.len());
+    let mut tys = Vec::with_capacity(columns.len());
+    for c in columns {
+        let info = types
+            .get(c.type_oid)
+            .unwrap_or_else(|| types::TypeInfo::other(format!("type {}", c.type_oid)));
+        cols.push(Column {
+            name: c.name.to_owned(),
+            type_name: types::display_name(&info, c.type_mod),
+            kind: types::column_kind(&info, c.type_mod),
+            nullable: !facts.not_null.get(c.name).copied().unwrap_or(false),
+        });
+        tys.push(info.ty);
+    }
+    let identity: Vec<bool> = columns.iter().map(|c| c.key).collect();
+    let key: Vec<usize> = if replica_identity == b'f' || identity.iter().all(|k| !k) {
+        facts
+            .primary_key
+            .iter()
+            .filter_map(|k| cols.iter().position(|c| &c.name == k))
+            .collect()
+    } else {
+        identity
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let schema = TableSchema {
+        id,
+        version: 1,
+        columns: cols,
+        key,
+    };
+    (schema, tys, identity)
 }
 
 fn message_xid(msg: &PgMessage<'_>) -> Option<u32> {

@@ -21,8 +21,11 @@
 //!
 //! # TLS
 //!
-//! Not implemented yet: the byte stream is an internal enum of TCP and unix sockets, to which a
-//! TLS variant can be added. [`SslMode::Prefer`] asks the server and carries on in plain text.
+//! [`ReplicationConfig::tls`] follows libpq's `sslmode` (see [`crate::tls`]): after the
+//! SSLRequest is accepted the byte stream becomes a rustls stream; `prefer` carries on in plain
+//! text when the server declines; `require` and the `verify-*` modes refuse to. Unix sockets are
+//! never encrypted, as with libpq. A certificate the settings do not trust fails with
+//! [`ReplicationError::Tls`], naming `source.postgres.tls.ca_file` and the fix.
 
 mod auth;
 mod error;
@@ -34,6 +37,7 @@ mod wire;
 use std::fmt;
 use std::time::Duration;
 
+use ordo_config::{Tls, TlsMode};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
@@ -63,8 +67,16 @@ pub struct ReplicationConfig {
     pub application_name: String,
     /// Limit for connecting and authenticating; zero waits forever.
     pub connect_timeout: Duration,
-    /// Whether to ask for TLS.
-    pub ssl_mode: SslMode,
+    /// Whether to use TLS and how to check the server (the `source.postgres.tls` block).
+    pub tls: Tls,
+}
+
+impl Drop for ReplicationConfig {
+    fn drop(&mut self) {
+        if let Some(password) = &mut self.password {
+            zeroize::Zeroize::zeroize(password);
+        }
+    }
 }
 
 impl fmt::Debug for ReplicationConfig {
@@ -77,22 +89,9 @@ impl fmt::Debug for ReplicationConfig {
             .field("database", &self.database)
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
-            .field("ssl_mode", &self.ssl_mode)
+            .field("tls", &self.tls)
             .finish()
     }
-}
-
-/// TLS negotiation, as libpq's `sslmode` (TLS itself is not implemented yet).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plain text, no SSLRequest.
-    Disable,
-    /// Send an SSLRequest and continue in plain text (the server's "no" is accepted; its "yes"
-    /// is declined by reconnecting without TLS, since this build has no TLS yet).
-    #[default]
-    Prefer,
-    /// Refuse to connect without TLS; fails until TLS is implemented.
-    Require,
 }
 
 /// How the server authenticated us.
@@ -367,7 +366,7 @@ fn address(cfg: &ReplicationConfig) -> String {
     }
 }
 
-/// Opens the socket and negotiates TLS according to [`ReplicationConfig::ssl_mode`].
+/// Opens the socket and negotiates TLS according to [`ReplicationConfig::tls`].
 async fn open_transport(cfg: &ReplicationConfig) -> Result<Transport, ReplicationError> {
     let addr = address(cfg);
     let connect_error = |source| ReplicationError::Connect {
@@ -378,45 +377,45 @@ async fn open_transport(cfg: &ReplicationConfig) -> Result<Transport, Replicatio
         let stream = UnixStream::connect(&addr).await.map_err(connect_error)?;
         return Ok(Transport::Unix(stream));
     }
-    let connect = || async {
-        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port))
-            .await
-            .map_err(connect_error)?;
-        stream.set_nodelay(true).map_err(connect_error)?;
-        Ok::<_, ReplicationError>(stream)
-    };
-    let mut stream = connect().await?;
-    if cfg.ssl_mode == SslMode::Disable {
+    let mut stream = TcpStream::connect((cfg.host.as_str(), cfg.port))
+        .await
+        .map_err(connect_error)?;
+    stream.set_nodelay(true).map_err(connect_error)?;
+    if cfg.tls.mode == TlsMode::Disable {
         return Ok(Transport::Tcp(stream));
     }
+    // Read the files before asking, so a bad file is reported as such.
+    let config = crate::tls::client_config(&cfg.tls, TLS_SETTING)?;
     let mut request = bytes::BytesMut::with_capacity(8);
     frontend::ssl_request(&mut request);
     stream.write_all(&request).await.map_err(wire::io_error)?;
-    let answer = stream.read_u8().await.map_err(wire::io_error)?;
-    match (answer, cfg.ssl_mode) {
-        (b'N', SslMode::Require) => Err(ReplicationError::Config(format!(
-            "sslmode is require but postgresql at {addr} does not accept tls; enable ssl on the \
-             server or use sslmode prefer"
-        ))),
-        (b'S', SslMode::Require) => Err(ReplicationError::Config(
-            "sslmode require is not supported yet (tls is not implemented); use prefer or disable"
-                .to_owned(),
-        )),
-        (b'N', _) => Ok(Transport::Tcp(stream)),
-        (b'S', _) => {
-            tracing::warn!(
-                addr,
-                "postgresql offers tls, which ordo cannot use yet; continuing without tls"
-            );
-            drop(stream);
-            Ok(Transport::Tcp(connect().await?))
+    match stream.read_u8().await.map_err(wire::io_error)? {
+        b'S' => {
+            let name = crate::tls::server_name(&cfg.host, TLS_SETTING)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| {
+                    crate::tls::TlsError::handshake(e, &cfg.tls, TLS_SETTING, &cfg.host, &addr)
+                })?;
+            Ok(Transport::Tls(Box::new(tls)))
         }
-        (other, _) => Err(ReplicationError::Protocol(format!(
+        b'N' if cfg.tls.mode == TlsMode::Prefer => Ok(Transport::Tcp(stream)),
+        b'N' => Err(crate::tls::TlsError::NotOffered {
+            setting: TLS_SETTING.to_owned(),
+            mode: crate::tls::mode_name(cfg.tls.mode).to_owned(),
+            addr,
+        }
+        .into()),
+        other => Err(ReplicationError::Protocol(format!(
             "unexpected answer {:?} to SSLRequest",
             char::from(other)
         ))),
     }
 }
+
+/// The settings block named in TLS errors.
+const TLS_SETTING: &str = "source.postgres.tls";
 
 fn single_row<'a>(
     rows: &'a [Vec<Option<String>>],

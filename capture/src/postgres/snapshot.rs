@@ -24,6 +24,33 @@ use super::decoder::DecodeError;
 use super::types::{self, PgType, TypeCache, decode_text};
 use crate::source::Batcher;
 
+/// Decode one row of a text-format query whose columns are `schema`'s, typed `tys`.
+///
+/// # Errors
+/// When a value does not parse as its column's type.
+pub(crate) fn decode_row(
+    schema: &TableSchema,
+    tys: &[PgType],
+    r: &tokio_postgres::SimpleQueryRow,
+) -> Result<Vec<Value>, DecodeError> {
+    let mut row = Vec::with_capacity(tys.len());
+    for (c, ty) in tys.iter().enumerate() {
+        let v = match r.get(c) {
+            None => Value::Null,
+            Some(text) => decode_text(ty, text).map_err(|source| DecodeError::Value {
+                table: schema.id.to_string(),
+                column: schema
+                    .columns
+                    .get(c)
+                    .map_or_else(String::new, |col| col.name.clone()),
+                source,
+            })?,
+        };
+        row.push(v);
+    }
+    Ok(row)
+}
+
 fn sql(what: String) -> impl FnOnce(tokio_postgres::Error) -> DecodeError {
     move |source| DecodeError::Catalog(CatalogError::Sql { what, source })
 }
@@ -83,7 +110,12 @@ pub async fn run(
     Ok(schemas)
 }
 
-async fn table_schema(
+/// The schema of `table` as the catalog describes it now (version 1; key = primary key),
+/// with each column's type for decoding text values.
+///
+/// # Errors
+/// On SQL failures.
+pub(crate) async fn table_schema(
     client: &Client,
     types_cache: &mut TypeCache,
     table: &CatalogTable,
@@ -188,21 +220,7 @@ async fn read_table(
         };
         out.push(SourceEvent::Begin(begin)).await?;
         for (i, r) in rows.iter().enumerate() {
-            let mut row = Vec::with_capacity(tys.len());
-            for (c, ty) in tys.iter().enumerate() {
-                let v = match r.get(c) {
-                    None => Value::Null,
-                    Some(text) => decode_text(ty, text).map_err(|source| DecodeError::Value {
-                        table: table.id.to_string(),
-                        column: schema
-                            .columns
-                            .get(c)
-                            .map_or_else(String::new, |col| col.name.clone()),
-                        source,
-                    })?,
-                };
-                row.push(v);
-            }
+            let row = decode_row(&schema, &tys, r)?;
             let change = Change {
                 table: schema.clone(),
                 op: Op::Read,

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
+
 use ordo_config::{PostgresSource, Snapshot};
 use ordo_kcop::{Lsn, Position};
 use tokio_postgres::Client;
@@ -18,11 +20,15 @@ use super::catalog::{self, CatalogError, ident};
 use super::decoder::{DecodeError, Decoder};
 use super::replication::{
     ReplicationConfig, ReplicationConnection, ReplicationError, ReplicationMessage,
-    ReplicationStream, SslMode,
+    ReplicationStream,
 };
 use super::snapshot;
 use crate::metrics::{SourceState, source_state};
-use crate::source::{Batcher, SourceContext};
+use crate::resnapshot::SharedState;
+use crate::resnapshot::driver::Driver;
+use crate::resnapshot::hook::WindowHook;
+use crate::resnapshot::signal::SignalTable;
+use crate::source::{Batcher, SourceContext, TableFilter};
 
 /// Why the PostgreSQL source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,32 @@ impl PgSourceError {
             _ => false,
         }
     }
+
+    /// Whether the server or the configuration must change before capture can run (server
+    /// settings, privileges, missing objects, tables that cannot be captured, TLS set-up):
+    /// `ordo run` exits 2 for these, so a service manager does not restart it in a loop.
+    pub fn is_prerequisite(&self) -> bool {
+        match self {
+            PgSourceError::Setup(_)
+            | PgSourceError::Catalog(CatalogError::Unusable(_) | CatalogError::Tls { .. }) => true,
+            PgSourceError::Catalog(CatalogError::Sql { source, .. }) => source
+                .as_db_error()
+                .is_some_and(|db| is_prerequisite_sqlstate(db.code().code())),
+            PgSourceError::Replication(e) => e.code().is_some_and(is_prerequisite_sqlstate),
+            PgSourceError::Decode(_) => false,
+        }
+    }
+}
+
+/// SQLSTATEs that name something to fix on the server or in the config rather than a
+/// passing failure: `wal_level` too low (55000), missing privilege (42501), no free slot or
+/// WAL sender (53400), failed authentication (28000, 28P01), unknown database (3D000) or
+/// object such as the publication (42704).
+fn is_prerequisite_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        "55000" | "42501" | "53400" | "28000" | "28P01" | "3D000" | "42704"
+    )
 }
 
 /// How long a clean end of the replication session may take at shutdown.
@@ -72,11 +104,7 @@ fn replication_config(cfg: &PostgresSource) -> ReplicationConfig {
         database: cfg.database.clone(),
         application_name: format!("ordo/{}", cfg.slot),
         connect_timeout: Duration::from_secs(10),
-        ssl_mode: match cfg.tls.mode {
-            ordo_config::TlsMode::Disable => SslMode::Disable,
-            ordo_config::TlsMode::Prefer => SslMode::Prefer,
-            _ => SslMode::Require,
-        },
+        tls: cfg.tls.clone(),
     }
 }
 
@@ -100,7 +128,9 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
     };
     let mut out = Batcher::new(ctx.events.clone());
     let spill_dir = cfg.spill_dir.join(&cfg.slot);
-    let mut decoder = Decoder::new(ctx.tables.clone(), spill_dir, resume.unwrap_or(0))?;
+    let signal = SignalTable::of(cfg);
+    let decoded = decoded_tables(&ctx.tables, signal.as_ref());
+    let mut decoder = Decoder::new(decoded, spill_dir, resume.unwrap_or(0))?;
     let snapshot_wanted = match resume {
         Some(0) => true,
         Some(_) => false,
@@ -159,7 +189,58 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
         start = created.consistent_point;
         tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(start), "created slot without snapshot");
     }
-    stream_with_retries(cfg, &rcfg, client, &ctx, &mut decoder, &mut out, start).await
+    let driver = signal.map(|s| start_resnapshot(cfg, s, &ctx, &mut out));
+    let result = stream_with_retries(cfg, &rcfg, client, &ctx, &mut decoder, &mut out, start).await;
+    if let Some(task) = driver {
+        task.abort();
+        let _ = task.await;
+    }
+    result
+}
+
+/// The tables the decoder hands on: the mapped ones and the signal table, whose changes the
+/// incremental snapshot's hook takes out of the stream.
+fn decoded_tables(mapped: &TableFilter, signal: Option<&SignalTable>) -> TableFilter {
+    let Some(signal) = signal else {
+        return mapped.clone();
+    };
+    let (mapped, signal) = (mapped.clone(), signal.id.clone());
+    std::sync::Arc::new(move |t| *t == signal || mapped(t))
+}
+
+/// Put the incremental snapshot's hook in front of the pipeline and start its driver task
+/// (owned by the caller, which stops it when streaming ends).
+fn start_resnapshot(
+    cfg: &PostgresSource,
+    signal: SignalTable,
+    ctx: &SourceContext,
+    out: &mut Batcher,
+) -> tokio::task::JoinHandle<()> {
+    let (notes_tx, notes) = tokio::sync::mpsc::channel(64);
+    let shared = SharedState::default();
+    out.set_hook(Box::new(WindowHook::new(
+        signal.id.clone(),
+        shared.clone(),
+        notes_tx,
+    )));
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let driver = Driver {
+        cfg: cfg.clone(),
+        signal,
+        tables: ctx.tables.clone(),
+        shared,
+        notes,
+        durable: ctx.durable.clone(),
+        shutdown: ctx.shutdown.clone(),
+        run_id,
+    };
+    tokio::spawn(driver.run())
 }
 
 async fn slot_exists(client: &Client, cfg: &PostgresSource) -> Result<bool, CatalogError> {
@@ -349,19 +430,13 @@ async fn stream(
             () = ctx.shutdown.cancelled(), if !ctx.shutdown.is_cancelled() => {}
             () = sleep_until_some(finish_deadline), if finish_deadline.is_some() => {}
             msg = stream.next() => {
-                let reply = match msg? {
-                    None => return Err(ReplicationError::ConnectionClosed.into()),
-                    Some(ReplicationMessage::XLogData { wal_end, data, .. }) => {
-                        received = received.max(wal_end);
-                        decoder.handle(data, client, out).await?;
-                        false
-                    }
-                    Some(ReplicationMessage::Keepalive { wal_end, reply_requested, .. }) => {
-                        received = received.max(wal_end);
-                        decoder.idle_progress(wal_end, out).await?;
-                        reply_requested
-                    }
-                };
+                let mut reply = handle_message(msg?, &mut received, decoder, client, out).await?;
+                // Messages already buffered are read on without another turn of `select!`,
+                // whose timers and shutdown future cost more than a small message.
+                for _ in 0..BURST {
+                    let Some(msg) = stream.next().now_or_never() else { break };
+                    reply |= handle_message(msg?, &mut received, decoder, client, out).await?;
+                }
                 if reply {
                     let flushed = durable_lsn(ctx).unwrap_or(start);
                     stream.send_status(received, flushed, flushed, false).await?;
@@ -378,6 +453,36 @@ async fn stream(
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
+        }
+    }
+}
+
+/// Messages handled per turn of the streaming loop at most, when they are already buffered.
+const BURST: usize = 256;
+
+/// Decode one replication message; returns whether the server asked for a status reply.
+async fn handle_message(
+    msg: Option<ReplicationMessage<'_>>,
+    received: &mut u64,
+    decoder: &mut Decoder,
+    client: &Client,
+    out: &mut Batcher,
+) -> Result<bool, PgSourceError> {
+    match msg {
+        None => Err(ReplicationError::ConnectionClosed.into()),
+        Some(ReplicationMessage::XLogData { wal_end, data, .. }) => {
+            *received = (*received).max(wal_end);
+            decoder.handle(data, client, out).await?;
+            Ok(false)
+        }
+        Some(ReplicationMessage::Keepalive {
+            wal_end,
+            reply_requested,
+            ..
+        }) => {
+            *received = (*received).max(wal_end);
+            decoder.idle_progress(wal_end, out).await?;
+            Ok(reply_requested)
         }
     }
 }

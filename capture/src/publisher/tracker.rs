@@ -110,18 +110,14 @@ impl Tracker {
         }));
     }
 
-    /// One more record of transaction `no` was handed to the producer.
-    pub fn sent(&mut self, no: u64) {
-        if let Some(t) = self.txn_mut(no) {
-            t.sent += 1;
-        }
-    }
-
-    /// Transaction `no` committed at the source; `rows` counts its row changes per table.
-    pub fn seal(&mut self, no: u64, commit: TxnCommit, rows: TableRows) {
+    /// Transaction `no` committed at the source after `sent` records were handed to the
+    /// producer (the publisher counts them, so handing one over takes no lock); `rows` counts
+    /// its row changes per table.
+    pub fn seal(&mut self, no: u64, commit: TxnCommit, rows: TableRows, sent: u64) {
         if let Some(t) = self.txn_mut(no) {
             t.sealed = Some(commit);
             t.rows = rows;
+            t.sent = sent;
         }
     }
 
@@ -145,9 +141,14 @@ impl Tracker {
     }
 
     /// A data record of transaction `no` was acknowledged at `topic`/`partition`/`offset`.
-    pub fn delivered(&mut self, no: u64, topic: &str, partition: i32, offset: i64) {
-        let Some(t) = self.txn_mut(no) else { return };
+    /// Returns whether that completed the transaction (sealed, every record acknowledged), the
+    /// only time the pipeline needs waking.
+    pub fn delivered(&mut self, no: u64, topic: &str, partition: i32, offset: i64) -> bool {
+        let Some(t) = self.txn_mut(no) else {
+            return false;
+        };
         t.acked += 1;
+        let complete = t.sealed.is_some() && t.acked == t.sent;
         match t
             .parts
             .iter_mut()
@@ -166,6 +167,7 @@ impl Tracker {
                 count: 1,
             }),
         }
+        complete
     }
 
     /// A record could not be delivered: nothing may become durable any more.
@@ -279,14 +281,12 @@ mod tests {
     fn commit_records_follow_source_order_not_ack_order() {
         let mut t = Tracker::default();
         t.begin(1);
-        t.sent(1);
-        t.seal(1, commit("a", 10), Vec::new());
+        t.seal(1, commit("a", 10), Vec::new(), 1);
         t.begin(2);
-        t.sent(2);
-        t.seal(2, commit("b", 20), Vec::new());
-        t.delivered(2, "x", 0, 5);
+        t.seal(2, commit("b", 20), Vec::new(), 1);
+        assert!(t.delivered(2, "x", 0, 5), "txn 2 is complete");
         assert!(t.take_next().is_none(), "txn 1 is not acknowledged yet");
-        t.delivered(1, "x", 1, 7);
+        assert!(t.delivered(1, "x", 1, 7));
         assert!(matches!(t.take_next(), Some(Next::Commit(r)) if &*r.commit.id == "a"));
         assert!(
             matches!(t.take_next(), Some(Next::Commit(r)) if &*r.commit.id == "b" && r.parts[0].first == 5)
@@ -294,10 +294,37 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgements_before_the_commit_count_once_it_arrives() {
+        let mut t = Tracker::default();
+        t.begin(1);
+        assert!(
+            !t.delivered(1, "x", 0, 1),
+            "not sealed yet: nothing to wake"
+        );
+        assert!(!t.delivered(1, "x", 0, 2));
+        assert!(
+            t.take_next().is_none(),
+            "open transactions never get a commit record"
+        );
+        t.seal(1, commit("a", 10), Vec::new(), 3);
+        assert!(
+            t.take_next().is_none(),
+            "one record is still unacknowledged"
+        );
+        assert!(
+            t.delivered(1, "x", 0, 3),
+            "the last acknowledgement completes it"
+        );
+        assert!(
+            matches!(t.take_next(), Some(Next::Commit(r)) if r.records == 3 && r.parts[0].first == 1 && r.parts[0].last == 3)
+        );
+    }
+
+    #[test]
     fn progress_waits_for_earlier_commit_records() {
         let mut t = Tracker::default();
         t.begin(1);
-        t.seal(1, commit("a", 10), Vec::new());
+        t.seal(1, commit("a", 10), Vec::new(), 0);
         t.progress(Position::Postgres(Lsn(99)));
         assert!(matches!(t.take_next(), Some(Next::Commit(_))));
         t.commit_sent(
@@ -327,7 +354,7 @@ mod tests {
     fn failures_stop_everything() {
         let mut t = Tracker::default();
         t.begin(1);
-        t.seal(1, commit("a", 10), Vec::new());
+        t.seal(1, commit("a", 10), Vec::new(), 0);
         t.fail("boom".into());
         assert!(t.take_next().is_none());
     }

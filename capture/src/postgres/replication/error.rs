@@ -61,6 +61,10 @@ pub enum ReplicationError {
     /// The server sent something this client does not understand.
     #[error("replication protocol error: {0}; this is a bug in ordo or an unsupported server")]
     Protocol(String),
+    /// TLS could not be set up: a certificate the settings do not trust, a file that cannot be
+    /// read, or a server without TLS under a mode that needs it.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The configuration or an argument cannot be used (a NUL byte in a name, TLS required).
     #[error("invalid replication connection setting: {0}")]
     Config(String),
@@ -78,6 +82,7 @@ impl ReplicationError {
             | ReplicationError::Io(_)
             | ReplicationError::ConnectionClosed => true,
             ReplicationError::Server { code, .. } => is_transient_sqlstate(code),
+            ReplicationError::Tls(e) => e.is_transient(),
             ReplicationError::Auth(_)
             | ReplicationError::Protocol(_)
             | ReplicationError::Config(_) => false,

@@ -41,7 +41,7 @@ fn repl_config(database: &str, user: &str, password: &str) -> ReplicationConfig 
         database: database.to_owned(),
         application_name: "ordo-test".to_owned(),
         connect_timeout: Duration::from_secs(10),
-        ssl_mode: SslMode::Prefer,
+        tls: ordo_config::Tls::default(),
     }
 }
 
@@ -463,7 +463,10 @@ async fn connect_times_out_when_the_server_is_silent() {
         database: "postgres".to_owned(),
         application_name: "ordo-test".to_owned(),
         connect_timeout: Duration::from_millis(200),
-        ssl_mode: SslMode::Disable,
+        tls: ordo_config::Tls {
+            mode: ordo_config::TlsMode::Disable,
+            ..ordo_config::Tls::default()
+        },
     };
     let e = ReplicationConnection::connect(&cfg).await.unwrap_err();
     assert!(matches!(e, ReplicationError::Timeout { .. }), "{e}");
