@@ -57,6 +57,12 @@ async fn main() {
     let (db, url) = pg_create_database("latency").await;
     let name = unique_name("latency");
     let c = pg_connect(&url).await;
+    // The stack runs with synchronous_commit=off for test speed, which leaves commits in WAL
+    // buffers for up to wal_writer_delay (200 ms) before a WAL sender can read them; a
+    // production server flushes at commit.
+    c.batch_execute("SET synchronous_commit = on")
+        .await
+        .unwrap();
     c.batch_execute(&format!(
         "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool);
          CREATE PUBLICATION {name} FOR TABLE bench;"
