@@ -7,6 +7,8 @@
 //! Run: `scripts/stack up && cargo run --release -p ordo-tests --example bench_huge_txn [rows]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,45 +34,22 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let ordo = common::release_ordo();
     let s = stack();
     let (db, url) = pg_create_database("huge").await;
     let name = unique_name("huge");
     let c = pg_connect(&url).await;
     c.batch_execute(&format!(
-        "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool);
-         CREATE PUBLICATION {name} FOR TABLE bench;"
+        "{};
+         CREATE PUBLICATION {name} FOR TABLE bench;",
+        common::BENCH_TABLE
     ))
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("huge.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {db}\n    tls: {{ mode: disable }}\n    slot: {name}\n    publication: {name}\n    create_publication: false\n    snapshot: never\n    spill_dir: {}\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\nmappings:\n  - tables: [\"public.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
-            s.pg_host,
-            s.pg_port,
-            dir.path().join("spill").display(),
-            s.kafka
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(root.join("target/release/ordo"))
+    std::fs::write(&config, common::pg_config(dir.path(), &db, &name, &name)).unwrap();
+    let mut daemon = Command::new(&ordo)
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")

@@ -8,6 +8,8 @@
 //! [rows/s]]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,21 +40,7 @@ async fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(5_000);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let ordo = common::release_ordo();
     let s = stack();
     let (db, url) = pg_create_database("latency").await;
     let name = unique_name("latency");
@@ -64,25 +52,16 @@ async fn main() {
         .await
         .unwrap();
     c.batch_execute(&format!(
-        "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool);
-         CREATE PUBLICATION {name} FOR TABLE bench;"
+        "{};
+         CREATE PUBLICATION {name} FOR TABLE bench;",
+        common::BENCH_TABLE
     ))
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("latency.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {db}\n    tls: {{ mode: disable }}\n    slot: {name}\n    publication: {name}\n    create_publication: false\n    snapshot: never\n    spill_dir: {}\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\nmappings:\n  - tables: [\"public.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
-            s.pg_host,
-            s.pg_port,
-            dir.path().join("spill").display(),
-            s.kafka
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(root.join("target/release/ordo"))
+    std::fs::write(&config, common::pg_config(dir.path(), &db, &name, &name)).unwrap();
+    let mut daemon = Command::new(&ordo)
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")

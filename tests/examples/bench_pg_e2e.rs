@@ -7,11 +7,13 @@
 //! single-row-transaction workload.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ordo_tests::kafka::high_watermark;
-use ordo_tests::stack::{pg_connect, pg_create_database, stack, unique_name};
+use ordo_tests::stack::{pg_connect, pg_create_database, unique_name};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -25,28 +27,12 @@ async fn main() {
         .unwrap_or(100)
         .max(1);
     let txns = rows / per_txn;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let ordo = root.join("target/release/ordo");
-    let s = stack();
+    let ordo = common::release_ordo();
     let (db, url) = pg_create_database("bench").await;
     let name = unique_name("bench");
     let c = pg_connect(&url).await;
     c.batch_execute(&format!(
-        "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool);
+        "{};
          CREATE PUBLICATION {name} FOR TABLE bench;
          CREATE PROCEDURE load(txns int, k int) LANGUAGE plpgsql AS $$
          BEGIN
@@ -55,7 +41,8 @@ async fn main() {
                FROM generate_series(i::bigint * k, i::bigint * k + k - 1) g;
              COMMIT;
            END LOOP;
-         END $$;"
+         END $$;",
+        common::BENCH_TABLE
     ))
     .await
     .unwrap();
@@ -109,19 +96,9 @@ async fn main() {
     // ordo: start to the last commit record acknowledged.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.yaml");
-    // Extra librdkafka properties to try (`ORDO_BENCH_KAFKA_PROPERTIES='{"linger.ms": "20"}'`).
-    let props = std::env::var("ORDO_BENCH_KAFKA_PROPERTIES")
-        .map(|p| format!("  properties: {p}\n"))
-        .unwrap_or_default();
     std::fs::write(
         &config,
-        format!(
-            "source:\n  postgres:\n    host: {}\n    port: {}\n    user: ordo\n    password: ordo\n    database: {db}\n    tls: {{ mode: disable }}\n    slot: {name}_o\n    publication: {name}\n    create_publication: false\n    snapshot: never\n    spill_dir: {}\nkafka:\n  bootstrap_servers: \"{}\"\n  commit_topic: {name}.commits\n  topic_partitions: 4\n{props}mappings:\n  - tables: [\"public.bench\"]\n    outputs:\n      - topic: \"{name}.bench\"\n        format: json\n",
-            s.pg_host,
-            s.pg_port,
-            dir.path().join("spill").display(),
-            s.kafka
-        ),
+        common::pg_config(dir.path(), &db, &format!("{name}_o"), &name),
     )
     .unwrap();
     let t = Instant::now();
