@@ -82,10 +82,21 @@ pub fn spawn_ordo_run(config: &std::path::Path, log: &std::path::Path) -> std::p
         .expect("start ordo")
 }
 
-/// The `ordo` binary, built on first use (`cargo build -p ordo-capture --bin ordo`).
+/// The `ordo` binary: `$ORDO_BIN` when set (`scripts/test` points it at the binary its own
+/// `cargo test --no-run` built, so no second build with other features happens), else built on
+/// first use (`cargo build -p ordo-capture --bin ordo`).
 pub fn ordo_binary() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("ORDO_BIN") {
+            let bin = std::path::PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "ORDO_BIN={} is not a file: build it (cargo build -p ordo-capture --bin ordo) or unset ORDO_BIN",
+                bin.display()
+            );
+            return bin;
+        }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "ordo-capture", "--bin", "ordo"])

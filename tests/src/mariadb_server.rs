@@ -74,8 +74,9 @@ impl ThrowawayMariadb {
         let sql = "CREATE USER 'ordo'@'%' IDENTIFIED BY 'ordo'; \
                    GRANT ALL PRIVILEGES ON *.* TO 'ordo'@'%' WITH GRANT OPTION;";
         loop {
-            let out = Command::new("mariadb")
-                .arg("--no-defaults")
+            // `timeout`: a server that cannot write (a full disk) waits forever inside a query.
+            let out = Command::new("timeout")
+                .args(["20", "mariadb", "--no-defaults"])
                 .arg(format!("--socket={}", sock.display()))
                 .args(["-uroot", "--connect-timeout=2", "-e", sql])
                 .output()
