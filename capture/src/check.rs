@@ -32,9 +32,10 @@ pub async fn check(config: &Arc<Config>) -> Vec<Problem> {
         Source::Postgres(pg) => crate::postgres::check::check(pg, &table_filter(config)).await,
         Source::Mysql(my) => mysql(my, config).await,
     };
-    if let Source::Postgres(pg) = &config.source {
-        out.extend(crate::resnapshot::signal::check_source(pg).await);
-    }
+    out.extend(match &config.source {
+        Source::Postgres(pg) => crate::resnapshot::signal::check_source(pg).await,
+        Source::Mysql(my) => crate::mysql::resnapshot::check_source(my).await,
+    });
     let kafka = config.kafka.clone();
     match tokio::task::spawn_blocking(move || kafka_problems(&kafka)).await {
         Ok(p) => out.extend(p),

@@ -318,9 +318,7 @@ fn snapshot(cfg: &Config, args: &crate::resnapshot::command::SnapshotArgs) -> Ex
             Err(e) => return exit(&e),
         };
         if req.created_signal_table {
-            eprintln!(
-                "created the signal table (source.postgres.signal_table); ordo run watches it"
-            );
+            eprintln!("created the signal table (the source's signal_table); ordo run watches it");
         }
         eprintln!(
             "requested a snapshot of {} (request {}, about {} rows)",

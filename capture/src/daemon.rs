@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_config::{Config, Source};
-use ordo_kcop::{Position, SourceInfo};
+use ordo_kcop::{Position, SourceInfo, TableId};
 use ordo_tcc::commit_stream::SourceKind;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -99,8 +99,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn table_filter(config: &Arc<Config>) -> TableFilter {
     let c = config.clone();
     let signal = match &config.source {
-        Source::Postgres(pg) => crate::resnapshot::signal::SignalTable::of(pg).map(|s| s.id),
-        Source::Mysql(_) => None,
+        Source::Postgres(pg) => pg.signal_table_parts().map(|(s, t)| TableId::new(s, t)),
+        Source::Mysql(my) => my.signal_table_parts().map(|(d, t)| TableId::new(d, t)),
     };
     Arc::new(move |t| signal.as_ref() != Some(t) && Router::is_mapped(&c, t))
 }

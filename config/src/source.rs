@@ -118,6 +118,11 @@ pub struct MysqlSource {
     /// published. Default: all.
     #[serde(default)]
     pub databases: Vec<String>,
+    /// The signal table (`database.table`) through which `ordo snapshot --table` talks to the
+    /// daemon for an incremental re-snapshot; its changes are never published. Default: none
+    /// (`ordo snapshot` is refused). See docs/operations.md for its `CREATE TABLE`.
+    #[serde(default)]
+    pub signal_table: Option<String>,
 }
 
 /// Which MySQL-compatible server the source is.
@@ -210,7 +215,7 @@ impl PostgresSource {
         require_positive(cx, &at("snapshot_chunk_rows"), self.snapshot_chunk_rows);
         require_positive(cx, &at("status_interval_ms"), self.status_interval_ms);
         if let Some(table) = &self.signal_table {
-            validate_signal_table(cx, &at("signal_table"), table);
+            validate_signal_table(cx, &at("signal_table"), table, "schema");
         }
     }
 
@@ -267,12 +272,13 @@ fn split_qualified(name: &str) -> Option<(&str, &str)> {
     (ok(schema) && ok(table)).then_some((schema, table))
 }
 
-fn validate_signal_table(cx: &mut Validation<'_>, path: &str, table: &str) {
+/// `qualifier` is what names the table's namespace: `schema` or `database`.
+fn validate_signal_table(cx: &mut Validation<'_>, path: &str, table: &str, qualifier: &str) {
     if split_qualified(table).is_none() {
         cx.error(
             path,
-            format!("`{table}` is not a schema-qualified table name"),
-            "write it as `schema.table`, for example `ordo.signal`",
+            format!("`{table}` is not a {qualifier}-qualified table name"),
+            format!("write it as `{qualifier}.table`, for example `ordo.signal`"),
         );
     }
 }
@@ -314,6 +320,14 @@ impl MysqlSource {
             let item = crate::positions::join_index(&at("databases"), index);
             require_text(cx, &item, database, "name a database or remove the entry");
         }
+        if let Some(table) = &self.signal_table {
+            validate_signal_table(cx, &at("signal_table"), table, "database");
+        }
+    }
+
+    /// The signal table as (database, table), when it is set and well formed.
+    pub fn signal_table_parts(&self) -> Option<(&str, &str)> {
+        split_qualified(self.signal_table.as_deref()?)
     }
 }
 

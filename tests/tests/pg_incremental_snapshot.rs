@@ -239,10 +239,12 @@ async fn check_result(s: &Setup, commits: &[CommitRecord], clean: bool) {
         "the snapshot ran in chunk transactions: {reads:?}"
     );
     for txn in &reads {
+        // A killed daemon leaves the records of its last chunk without a commit record
+        // (orphans, which consumers never see); every other chunk has exactly one.
         let n = commits.iter().filter(|c| c.txn == *txn).count();
-        assert_eq!(
-            n, 1,
-            "chunk transaction {txn} has exactly one commit record"
+        assert!(
+            n == 1 || (n == 0 && !clean),
+            "chunk transaction {txn} has {n} commit records"
         );
     }
     let read_rows = items
@@ -343,14 +345,6 @@ async fn refuses_tables_it_cannot_snapshot() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no primary key"), "{err}");
-
-    let mysql = format!(
-        "{}{}mappings:\n  - tables: [\"db.*\"]\n    outputs:\n      - topic: t\n        format: json\n",
-        ordo_tests::config::mysql_source_yaml("db", 77, "never"),
-        kafka_yaml("c", None)
-    );
-    let m = refused(command::request(&config(&mysql), "db.items", None).await);
-    assert!(m.contains("not supported for mysql sources yet"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

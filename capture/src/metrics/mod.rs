@@ -47,7 +47,7 @@ pub mod names {
     pub const QUEUE_DEPTH: &str = "ordo_producer_queue_depth";
     /// Records Kafka refused for good (counter).
     pub const DELIVERY_ERRORS: &str = "ordo_delivery_errors_total";
-    /// Rows read by the initial snapshot so far (gauge, label `table`).
+    /// Rows read by the initial snapshot or by `ordo snapshot --table` so far (gauge, label `table`).
     pub const SNAPSHOT_DONE: &str = "ordo_snapshot_rows_done";
     /// The table's estimated row count when its snapshot started (gauge, label `table`).
     pub const SNAPSHOT_ESTIMATED: &str = "ordo_snapshot_rows_estimated";
@@ -110,12 +110,12 @@ pub const HELP: [(&str, &str, &str); 13] = [
     (
         names::SNAPSHOT_DONE,
         "gauge",
-        "Rows read by the initial snapshot, per table.",
+        "Rows read by the latest snapshot of each table (initial or ordo snapshot --table).",
     ),
     (
         names::SNAPSHOT_ESTIMATED,
         "gauge",
-        "Estimated rows of each table in the initial snapshot (-1 when unknown).",
+        "Estimated rows of each table in its latest snapshot (-1 when unknown).",
     ),
     (names::STATE, "gauge", "1 for the daemon's current state."),
 ];

@@ -47,6 +47,7 @@ mod error;
 mod events;
 pub(crate) mod fuzzing;
 mod gtid;
+pub(crate) mod resnapshot;
 mod rows;
 mod schema;
 mod snapshot;
@@ -141,8 +142,19 @@ pub async fn run(cfg: &MysqlSource, ctx: SourceContext) -> Result<(), MysqlSourc
             }
         }
     };
-    let mut asm = Assembler::new(ctx.tables.clone(), registry, gtids, coord);
-    binlog::stream_with_retries(cfg, &ctx, &mut asm, &mut out).await
+    let signal = cfg
+        .signal_table_parts()
+        .map(|(db, table)| ordo_kcop::TableId::new(db, table));
+    let decoded = crate::resnapshot::decoded_tables(&ctx.tables, signal.as_ref());
+    let mut asm = Assembler::new(decoded, registry, gtids, coord);
+    let driver = signal
+        .map(|s| crate::resnapshot::start::<resnapshot::MysqlBackend>(cfg, s, &ctx, &mut out));
+    let result = binlog::stream_with_retries(cfg, &ctx, &mut asm, &mut out).await;
+    if let Some(task) = driver {
+        task.abort();
+        let _ = task.await;
+    }
+    result
 }
 
 /// The server's current position, for `snapshot: never`.

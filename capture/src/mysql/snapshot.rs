@@ -44,7 +44,7 @@ pub(crate) fn is_unfinished(coord: &BinlogCoord) -> bool {
 
 /// How a snapshot value becomes a model value.
 #[derive(Debug, Clone)]
-enum Convert {
+pub(super) enum Convert {
     Int,
     UInt,
     Float32,
@@ -318,7 +318,7 @@ async fn read_table(
     Ok(true)
 }
 
-fn convert(
+pub(super) fn convert(
     registry: &SchemaRegistry,
     table: &ordo_kcop::TableId,
     cc: &catalog::CatalogColumn,
@@ -358,7 +358,7 @@ fn convert(
     })
 }
 
-fn values_of(
+pub(super) fn values_of(
     row: Row,
     converts: &[Convert],
     table: &ordo_kcop::TableId,

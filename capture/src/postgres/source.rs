@@ -24,11 +24,10 @@ use super::replication::{
 };
 use super::snapshot;
 use crate::metrics::{SourceState, source_state};
-use crate::resnapshot::SharedState;
-use crate::resnapshot::driver::Driver;
-use crate::resnapshot::hook::WindowHook;
+use crate::resnapshot::decoded_tables;
+use crate::resnapshot::postgres::PgBackend;
 use crate::resnapshot::signal::SignalTable;
-use crate::source::{Batcher, SourceContext, TableFilter};
+use crate::source::{Batcher, SourceContext};
 
 /// Why the PostgreSQL source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +128,7 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
     let mut out = Batcher::new(ctx.events.clone());
     let spill_dir = cfg.spill_dir.join(&cfg.slot);
     let signal = SignalTable::of(cfg);
-    let decoded = decoded_tables(&ctx.tables, signal.as_ref());
+    let decoded = decoded_tables(&ctx.tables, signal.as_ref().map(|s| &s.id));
     let mut decoder = Decoder::new(decoded, spill_dir, resume.unwrap_or(0))?;
     let snapshot_wanted = match resume {
         Some(0) => true,
@@ -189,58 +188,13 @@ pub async fn run(cfg: &PostgresSource, ctx: SourceContext) -> Result<(), PgSourc
         start = created.consistent_point;
         tracing::info!(slot = %cfg.slot, consistent_point = %Lsn(start), "created slot without snapshot");
     }
-    let driver = signal.map(|s| start_resnapshot(cfg, s, &ctx, &mut out));
+    let driver = signal.map(|s| crate::resnapshot::start::<PgBackend>(cfg, s.id, &ctx, &mut out));
     let result = stream_with_retries(cfg, &rcfg, client, &ctx, &mut decoder, &mut out, start).await;
     if let Some(task) = driver {
         task.abort();
         let _ = task.await;
     }
     result
-}
-
-/// The tables the decoder hands on: the mapped ones and the signal table, whose changes the
-/// incremental snapshot's hook takes out of the stream.
-fn decoded_tables(mapped: &TableFilter, signal: Option<&SignalTable>) -> TableFilter {
-    let Some(signal) = signal else {
-        return mapped.clone();
-    };
-    let (mapped, signal) = (mapped.clone(), signal.id.clone());
-    std::sync::Arc::new(move |t| *t == signal || mapped(t))
-}
-
-/// Put the incremental snapshot's hook in front of the pipeline and start its driver task
-/// (owned by the caller, which stops it when streaming ends).
-fn start_resnapshot(
-    cfg: &PostgresSource,
-    signal: SignalTable,
-    ctx: &SourceContext,
-    out: &mut Batcher,
-) -> tokio::task::JoinHandle<()> {
-    let (notes_tx, notes) = tokio::sync::mpsc::channel(64);
-    let shared = SharedState::default();
-    out.set_hook(Box::new(WindowHook::new(
-        signal.id.clone(),
-        shared.clone(),
-        notes_tx,
-    )));
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    );
-    let driver = Driver {
-        cfg: cfg.clone(),
-        signal,
-        tables: ctx.tables.clone(),
-        shared,
-        notes,
-        durable: ctx.durable.clone(),
-        shutdown: ctx.shutdown.clone(),
-        run_id,
-    };
-    tokio::spawn(driver.run())
 }
 
 async fn slot_exists(client: &Client, cfg: &PostgresSource) -> Result<bool, CatalogError> {

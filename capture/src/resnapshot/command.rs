@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use ordo_config::{Config, Source};
 use ordo_kcop::TableId;
-use tokio_postgres::Client;
 
-use super::driver::{estimate, target};
-use super::signal::{Request, SignalTable, SnapshotError, sql};
-use crate::postgres::catalog;
+use super::Backend;
+use super::postgres::PgBackend;
+use super::signal::{Request, SnapshotError};
+use crate::mysql::resnapshot::MysqlBackend;
 use crate::routes::Router;
 
 /// `ordo snapshot` arguments.
@@ -20,7 +20,7 @@ pub struct SnapshotArgs {
     /// The YAML config file of the running daemon.
     #[arg(long, short)]
     pub config: PathBuf,
-    /// The table to snapshot again, as schema.table.
+    /// The table to snapshot again, as schema.table (PostgreSQL) or database.table (MariaDB).
     #[arg(long)]
     pub table: String,
     /// Rows per chunk. Default: the source's `snapshot_chunk_rows`.
@@ -50,36 +50,47 @@ const POLL: Duration = Duration::from_millis(500);
 /// After this long without the daemon taking the request, say so.
 const PICKUP_NOTICE: Duration = Duration::from_secs(10);
 
+/// The source's signal table setting, by source kind.
+fn signal_setting(config: &Config) -> (&'static str, Option<TableId>) {
+    match &config.source {
+        Source::Postgres(pg) => (
+            "source.postgres.signal_table",
+            pg.signal_table_parts().map(|(s, t)| TableId::new(s, t)),
+        ),
+        Source::Mysql(my) => (
+            "source.mysql.signal_table",
+            my.signal_table_parts().map(|(s, t)| TableId::new(s, t)),
+        ),
+    }
+}
+
 /// Check the request and record it in the signal table (created when missing).
 ///
 /// # Errors
-/// [`SnapshotError::Refused`] when the request cannot be served (MySQL source, no signal
-/// table set, unknown, unmapped or unpublished table, no primary key); SQL failures.
+/// [`SnapshotError::Refused`] when the request cannot be served (no signal table set,
+/// unknown, unmapped or uncaptured table, no primary key); SQL failures.
 pub async fn request(
     config: &Config,
     table: &str,
     chunk_size: Option<u64>,
 ) -> Result<Requested, SnapshotError> {
-    let pg = match &config.source {
-        Source::Postgres(pg) => pg,
-        Source::Mysql(_) => {
-            return Err(SnapshotError::Refused(
-                "ordo snapshot --table is not supported for mysql sources yet".into(),
-            ));
-        }
-    };
-    let Some(signal) = SignalTable::of(pg) else {
-        return Err(SnapshotError::Refused(
-            "source.postgres.signal_table is not set; set it (for example `signal_table: ordo.signal`) and restart `ordo run`, which watches it for requests".into(),
-        ));
+    let (setting, signal) = signal_setting(config);
+    let Some(signal) = signal else {
+        return Err(SnapshotError::Refused(format!(
+            "{setting} is not set; set it (for example `signal_table: ordo.signal`) and restart `ordo run`, which watches it for requests"
+        )));
     };
     let Some((schema, name)) = table.split_once('.') else {
+        let example = match &config.source {
+            Source::Postgres(_) => "schema.table (for example public.orders)",
+            Source::Mysql(_) => "database.table (for example shop.orders)",
+        };
         return Err(SnapshotError::Refused(format!(
-            "`{table}` is not a table name as schema.table (for example public.orders)"
+            "`{table}` is not a table name as {example}"
         )));
     };
     let id = TableId::new(schema, name);
-    if id == signal.id {
+    if id == signal {
         return Err(SnapshotError::Refused(format!("{id} is the signal table")));
     }
     if !Router::is_mapped(config, &id) {
@@ -87,66 +98,33 @@ pub async fn request(
             "table {id} is not mapped by the config's mappings; add a mapping for it (and restart ordo run) first"
         )));
     }
-    let client = catalog::connect(pg)
-        .await
-        .map_err(|e| SnapshotError::Source(e.into()))?;
-    let created_signal_table = ensure_signal_table(&client, &signal, &pg.publication).await?;
-    let t = target(&client, &id).await?;
-    ensure_published(&client, &id, &pg.publication).await?;
-    let estimated = estimate(&client, &t).await?;
-    let chunk = chunk_size.unwrap_or(pg.snapshot_chunk_rows).max(1);
-    let req = signal.request(&client, &id, chunk, estimated).await?;
+    match &config.source {
+        Source::Postgres(pg) => {
+            let chunk = chunk_size.unwrap_or(pg.snapshot_chunk_rows);
+            record::<PgBackend>(pg, id, chunk).await
+        }
+        Source::Mysql(my) => {
+            let chunk = chunk_size.unwrap_or(my.snapshot_chunk_rows);
+            record::<MysqlBackend>(my, id, chunk).await
+        }
+    }
+}
+
+async fn record<B: Backend>(
+    cfg: &B::Config,
+    id: TableId,
+    chunk: u64,
+) -> Result<Requested, SnapshotError> {
+    let mut db = B::connect(cfg).await?;
+    let created_signal_table = db.ensure_signal_table().await?;
+    let t = db.target(&id).await?;
+    let req = db.request(&id, chunk.max(1), t.estimated).await?;
     Ok(Requested {
         id: req,
         table: id,
-        estimated,
+        estimated: t.estimated,
         created_signal_table,
     })
-}
-
-/// Create the signal table when missing (true when created), and make sure it is published.
-async fn ensure_signal_table(
-    client: &Client,
-    signal: &SignalTable,
-    publication: &str,
-) -> Result<bool, SnapshotError> {
-    let created = !signal.exists(client).await?;
-    if created {
-        client
-            .batch_execute(&signal.ddl())
-            .await
-            .map_err(sql(format!("create the signal table {}", signal.id)))?;
-    }
-    if !signal.in_publication(client, publication).await? {
-        return Err(SnapshotError::Refused(format!(
-            "the signal table {} is not in publication `{publication}`, so the daemon cannot see requests; fix: ALTER PUBLICATION {} ADD TABLE {} (then run ordo snapshot again)",
-            signal.id,
-            catalog::ident(publication),
-            signal.qualified()
-        )));
-    }
-    Ok(created)
-}
-
-async fn ensure_published(
-    client: &Client,
-    id: &TableId,
-    publication: &str,
-) -> Result<(), SnapshotError> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
-            &[&publication, &id.namespace, &id.name],
-        )
-        .await
-        .map_err(sql("look up the publication's tables"))?;
-    if row.get(0) {
-        Ok(())
-    } else {
-        Err(SnapshotError::Refused(format!(
-            "table {id} is not in publication `{publication}`, so its changes are not captured; add it to the publication first"
-        )))
-    }
 }
 
 /// Poll request `req` until it is done (`Ok` with its last state) or failed (`Failed` with
@@ -157,20 +135,22 @@ async fn ensure_published(
 pub async fn follow(
     config: &Config,
     req: &Requested,
+    progress: impl FnMut(&Request, Duration),
+) -> Result<Request, SnapshotError> {
+    match &config.source {
+        Source::Postgres(pg) => poll(PgBackend::connect(pg).await?, req, progress).await,
+        Source::Mysql(my) => poll(MysqlBackend::connect(my).await?, req, progress).await,
+    }
+}
+
+async fn poll<B: Backend>(
+    mut db: B,
+    req: &Requested,
     mut progress: impl FnMut(&Request, Duration),
 ) -> Result<Request, SnapshotError> {
-    let Source::Postgres(pg) = &config.source else {
-        return Err(SnapshotError::Refused("not a postgresql source".into()));
-    };
-    let Some(signal) = SignalTable::of(pg) else {
-        return Err(SnapshotError::Refused("no signal table".into()));
-    };
-    let client = catalog::connect(pg)
-        .await
-        .map_err(|e| SnapshotError::Source(e.into()))?;
     let started = Instant::now();
     loop {
-        let Some(r) = signal.get(&client, req.id).await? else {
+        let Some(r) = db.get(req.id).await? else {
             return Err(SnapshotError::Refused(format!(
                 "request {} was deleted from the signal table",
                 req.id

@@ -1,5 +1,6 @@
-//! The daemon side of `ordo snapshot --table` for PostgreSQL: one task that serves the
-//! signal table's requests one at a time, chunk by chunk (see the [module](super) docs).
+//! The daemon side of `ordo snapshot --table`: one task that serves the signal table's
+//! requests one at a time, chunk by chunk (see the [module](super) docs), on a connection of
+//! the source's [`Backend`].
 //!
 //! # Error handling
 //! A lost connection (or a window that never closed in the stream) ends the session; the task
@@ -7,22 +8,16 @@
 //! A request that cannot be served (unknown or unmapped table, no primary key, a value that
 //! does not decode) is marked `failed` with the reason, which `ordo snapshot` prints.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ordo_config::PostgresSource;
-use ordo_kcop::{Lsn, Position, Row, TableId, TableSchema};
+use ordo_kcop::{Position, TableId};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
-use super::signal::{Request, SignalTable, SnapshotError, sql};
-use super::{Active, ChunkRows, Note, SharedState, kinds, lock};
+use super::signal::{Request, SnapshotError};
+use super::{Active, Backend, ChunkRows, Note, SharedState, Target, is_durable, kinds, lock};
 use crate::metrics::{SourceState, snapshot_progress, source_state};
-use crate::postgres::catalog::{self, CatalogTable, ident, literal};
-use crate::postgres::snapshot::{decode_row, table_schema};
-use crate::postgres::types::{PgType, TypeCache};
 use crate::source::TableFilter;
 
 /// How long a chunk's close watermark may take to come through the stream before the chunk
@@ -32,161 +27,10 @@ const WINDOW_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often open requests are looked for without a note from the stream.
 const POLL: Duration = Duration::from_secs(5);
 
-/// A table ready to be read in key order.
-#[derive(Debug)]
-pub struct Target {
-    /// The catalog's facts.
-    pub table: CatalogTable,
-    /// Its schema now.
-    pub schema: Arc<TableSchema>,
-    /// Each column's type, for decoding.
-    pub types: Vec<PgType>,
-    /// Primary-key columns, in key order.
-    pub key_columns: Vec<String>,
-    /// Their SQL types (`format_type`), for the key literals.
-    pub key_types: Vec<String>,
-}
-
-/// Look `id` up and make sure it can be read in key order.
-///
-/// # Errors
-/// [`SnapshotError::Refused`] when the table does not exist or has no primary key; SQL failures.
-pub async fn target(client: &Client, id: &TableId) -> Result<Target, SnapshotError> {
-    let row = client
-        .query_opt(
-            "SELECT c.oid, c.reltuples::bigint, c.relreplident::text FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&id.namespace, &id.name],
-        )
-        .await
-        .map_err(sql(format!("look up table {id}")))?;
-    let Some(row) = row else {
-        return Err(SnapshotError::Refused(format!(
-            "table {id} does not exist; name an existing table as schema.table"
-        )));
-    };
-    let table = CatalogTable {
-        id: id.clone(),
-        oid: row.get(0),
-        estimated_rows: row.get(1),
-        replica_identity: row.get::<_, String>(2).bytes().next().unwrap_or(b'd'),
-        has_pk: true,
-    };
-    let (schema, types) = table_schema(client, &mut TypeCache::default(), &table)
-        .await
-        .map_err(|e| SnapshotError::Source(e.into()))?;
-    if schema.key.is_empty() {
-        return Err(SnapshotError::Refused(format!(
-            "table {id} has no primary key; ordo snapshot reads a table in primary-key order; add one (ALTER TABLE {}.{} ADD PRIMARY KEY (...))",
-            ident(&id.namespace),
-            ident(&id.name)
-        )));
-    }
-    let key_columns: Vec<String> = schema
-        .key
-        .iter()
-        .filter_map(|&i| schema.columns.get(i).map(|c| c.name.clone()))
-        .collect();
-    let mut key_types = Vec::with_capacity(key_columns.len());
-    for c in &key_columns {
-        let r = client
-            .query_one(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1 AND attname = $2",
-                &[&table.oid, c],
-            )
-            .await
-            .map_err(sql(format!("read the key type of {id}")))?;
-        key_types.push(r.get(0));
-    }
-    Ok(Target {
-        table,
-        schema: Arc::new(schema),
-        types,
-        key_columns,
-        key_types,
-    })
-}
-
-/// The row count to show progress against: `reltuples`, or a count when the table was never
-/// analysed.
-///
-/// # Errors
-/// On SQL failures.
-pub async fn estimate(client: &Client, t: &Target) -> Result<i64, SnapshotError> {
-    if t.table.estimated_rows >= 0 {
-        return Ok(t.table.estimated_rows);
-    }
-    let q = format!(
-        "SELECT count(*) FROM {}.{}",
-        ident(&t.table.id.namespace),
-        ident(&t.table.id.name)
-    );
-    let row = client
-        .query_one(&q, &[])
-        .await
-        .map_err(sql(format!("count the rows of {}", t.table.id)))?;
-    Ok(row.get(0))
-}
-
-/// Read up to `limit` rows after `after` (the last key's text values) in key order; returns
-/// them and the last row's key.
-async fn read_chunk(
-    client: &Client,
-    t: &Target,
-    after: Option<&[String]>,
-    limit: u64,
-) -> Result<(Vec<Row>, Option<Vec<String>>), SnapshotError> {
-    let cols: Vec<String> = t.schema.columns.iter().map(|c| ident(&c.name)).collect();
-    let keys: Vec<String> = t.key_columns.iter().map(|c| ident(c)).collect();
-    let filter = match after {
-        Some(values) => {
-            let lits: Vec<String> = values
-                .iter()
-                .zip(&t.key_types)
-                .map(|(v, ty)| format!("{}::{ty}", literal(v)))
-                .collect();
-            format!(" WHERE ({}) > ({})", keys.join(", "), lits.join(", "))
-        }
-        None => String::new(),
-    };
-    let q = format!(
-        "SELECT {} FROM {}.{}{filter} ORDER BY {} LIMIT {limit}",
-        cols.join(", "),
-        ident(&t.table.id.namespace),
-        ident(&t.table.id.name),
-        keys.join(", ")
-    );
-    let msgs = client
-        .simple_query(&q)
-        .await
-        .map_err(sql(format!("read a chunk of {}", t.table.id)))?;
-    let mut rows = Vec::new();
-    let mut last = None;
-    for m in msgs {
-        if let SimpleQueryMessage::Row(r) = m {
-            rows.push(
-                decode_row(&t.schema, &t.types, &r).map_err(|e| SnapshotError::Source(e.into()))?,
-            );
-            last = Some(r);
-        }
-    }
-    let last_key = last.map(|r| {
-        t.schema
-            .key
-            .iter()
-            .map(|&i| r.get(i).unwrap_or_default().to_owned())
-            .collect()
-    });
-    Ok((rows, last_key))
-}
-
 /// The driver task and what it works with.
-pub struct Driver {
+pub struct Driver<B: Backend> {
     /// The source settings (for connecting and the default chunk size).
-    pub cfg: PostgresSource,
-    /// The signal table.
-    pub signal: SignalTable,
+    pub cfg: B::Config,
     /// Mapped tables; only those can be snapshotted.
     pub tables: TableFilter,
     /// Shared with the hook.
@@ -201,10 +45,9 @@ pub struct Driver {
     pub run_id: String,
 }
 
-impl std::fmt::Debug for Driver {
+impl<B: Backend> std::fmt::Debug for Driver<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("signal", &self.signal)
             .field("run_id", &self.run_id)
             .finish_non_exhaustive()
     }
@@ -218,7 +61,7 @@ struct Progress {
     estimated: i64,
 }
 
-impl Driver {
+impl<B: Backend> Driver<B> {
     /// Serve requests until shutdown.
     pub async fn run(mut self) {
         let mut backoff = Duration::from_millis(500);
@@ -239,14 +82,12 @@ impl Driver {
     }
 
     async fn session(&mut self) -> Result<(), SnapshotError> {
-        let client = catalog::connect(&self.cfg)
-            .await
-            .map_err(|e| SnapshotError::Source(e.into()))?;
+        let mut db = B::connect(&self.cfg).await?;
         let mut poll = tokio::time::interval(POLL);
         loop {
-            if self.signal.exists(&client).await? {
-                for req in self.signal.open_requests(&client).await? {
-                    self.serve(&client, req).await?;
+            if db.signal_exists().await? {
+                for req in db.open_requests().await? {
+                    self.serve(&mut db, req).await?;
                     if self.shutdown.is_cancelled() {
                         return Ok(());
                     }
@@ -260,15 +101,15 @@ impl Driver {
         }
     }
 
-    async fn serve(&mut self, client: &Client, req: Request) -> Result<(), SnapshotError> {
-        match self.snapshot(client, &req).await {
+    async fn serve(&mut self, db: &mut B, req: Request) -> Result<(), SnapshotError> {
+        match self.snapshot(db, &req).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_transient() => Err(e),
             Err(e) => {
                 lock(&self.shared).active = None;
                 tracing::error!(request = req.id, error = %e, "incremental snapshot failed");
                 let fields = json!({ "state": "failed", "error": e.to_string() });
-                self.signal.update(client, req.id, &fields).await
+                db.update(req.id, &fields).await
             }
         }
     }
@@ -290,14 +131,14 @@ impl Driver {
         Ok(id)
     }
 
-    async fn snapshot(&mut self, client: &Client, req: &Request) -> Result<(), SnapshotError> {
+    async fn snapshot(&mut self, db: &mut B, req: &Request) -> Result<(), SnapshotError> {
         let id = self.requested_table(req)?;
-        let t = target(client, &id).await?;
+        let t = db.target(&id).await?;
         let chunk_size = req
             .number("chunk_size")
             .and_then(|n| u64::try_from(n).ok())
             .filter(|&n| n > 0)
-            .unwrap_or(self.cfg.snapshot_chunk_rows);
+            .unwrap_or_else(|| B::default_chunk_rows(&self.cfg));
         let mut p = Progress {
             rows_done: req
                 .number("rows_done")
@@ -307,15 +148,15 @@ impl Driver {
                 .data
                 .get("last_key")
                 .and_then(|k| serde_json::from_value(k.clone()).ok()),
-            estimated: estimate(client, &t).await?,
+            estimated: t.estimated,
         };
-        self.signal.delete_watermarks(client, req.id).await?;
+        db.delete_watermarks(req.id).await?;
         let fields =
             json!({ "state": "running", "rows_estimated": p.estimated, "run": self.run_id });
-        self.signal.update(client, req.id, &fields).await?;
+        db.update(req.id, &fields).await?;
         tracing::info!(table = %id, request = req.id, chunk_size, resume_after_rows = p.rows_done, "incremental snapshot started");
         loop {
-            let Some(n) = self.chunk(client, req.id, &t, &mut p, chunk_size).await? else {
+            let Some(n) = self.chunk(db, req.id, &t, &mut p, chunk_size).await? else {
                 return Ok(()); // shutdown; continues on the next start
             };
             if n < chunk_size {
@@ -324,7 +165,7 @@ impl Driver {
         }
         lock(&self.shared).active = None;
         let fields = json!({ "state": "done", "rows_done": p.rows_done });
-        self.signal.update(client, req.id, &fields).await?;
+        db.update(req.id, &fields).await?;
         tracing::info!(table = %id, request = req.id, rows = p.rows_done, chunks = p.chunks, "incremental snapshot done");
         Ok(())
     }
@@ -333,23 +174,21 @@ impl Driver {
     /// shutdown.
     async fn chunk(
         &mut self,
-        client: &Client,
+        db: &mut B,
         request: i64,
-        t: &Target,
+        t: &Target<B::Table>,
         p: &mut Progress,
         chunk_size: u64,
     ) -> Result<Option<u64>, SnapshotError> {
         let token = format!("{}:{request}:{}", self.run_id, p.chunks);
         lock(&self.shared).active = Some(Active {
             token: token.clone(),
-            table: t.table.id.clone(),
+            table: t.id.clone(),
             key_columns: t.key_columns.clone(),
             rows: None,
         });
-        self.signal
-            .watermark(client, kinds::WINDOW_OPEN, &token, request)
-            .await?;
-        let (rows, last_key) = read_chunk(client, t, p.last_key.as_deref(), chunk_size).await?;
+        db.watermark(kinds::WINDOW_OPEN, &token, request).await?;
+        let (rows, last_key) = db.read_chunk(t, p.last_key.as_deref(), chunk_size).await?;
         let n = rows.len() as u64;
         if let Some(a) = lock(&self.shared).active.as_mut() {
             a.rows = Some(ChunkRows {
@@ -357,9 +196,7 @@ impl Driver {
                 rows,
             });
         }
-        self.signal
-            .watermark(client, kinds::WINDOW_CLOSE, &token, request)
-            .await?;
+        db.watermark(kinds::WINDOW_CLOSE, &token, request).await?;
         let Some(restart) = self.wait_emitted(&token).await? else {
             return Ok(None);
         };
@@ -373,11 +210,11 @@ impl Driver {
         }
         let fields =
             json!({ "rows_done": p.rows_done, "chunks": p.chunks, "last_key": p.last_key });
-        self.signal.update(client, request, &fields).await?;
-        self.signal.delete_watermarks(client, request).await?;
-        snapshot_progress(&t.table.id, p.rows_done, Some(p.estimated));
+        db.update(request, &fields).await?;
+        db.delete_watermarks(request).await?;
+        snapshot_progress(&t.id, p.rows_done, Some(p.estimated));
         source_state(SourceState::Streaming);
-        tracing::info!(table = %t.table.id, rows = p.rows_done, estimated = p.estimated.max(p.rows_done as i64), "incremental snapshot progress");
+        tracing::info!(table = %t.id, rows = p.rows_done, estimated = p.estimated.max(p.rows_done as i64), "incremental snapshot progress");
         Ok(Some(n))
     }
 
@@ -404,9 +241,8 @@ impl Driver {
 
     /// Wait until `restart` is durable; false on shutdown or when the pipeline is gone.
     async fn wait_durable(&mut self, restart: &Position) -> bool {
-        let target = lsn(Some(restart));
         loop {
-            if lsn(self.durable.borrow().as_ref()) >= target {
+            if is_durable(self.durable.borrow().as_ref(), restart) {
                 return true;
             }
             tokio::select! {
@@ -414,12 +250,5 @@ impl Driver {
                 changed = self.durable.changed() => if changed.is_err() { return false },
             }
         }
-    }
-}
-
-fn lsn(p: Option<&Position>) -> u64 {
-    match p {
-        Some(Position::Postgres(Lsn(l))) => *l,
-        _ => 0,
     }
 }

@@ -270,7 +270,8 @@ fn parse_signal(change: &Change) -> Option<Signal> {
             _ => None,
         };
     }
-    let Value::Json(data) = get("data")? else {
+    // `jsonb` on PostgreSQL; `LONGTEXT` holding JSON on MariaDB.
+    let (Value::Json(data) | Value::Text(data)) = get("data")? else {
         return None;
     };
     let token = serde_json::from_str::<serde_json::Value>(data)

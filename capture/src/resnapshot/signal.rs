@@ -32,6 +32,9 @@ pub enum SnapshotError {
     /// Connecting or reading rows failed.
     #[error(transparent)]
     Source(#[from] crate::postgres::source::PgSourceError),
+    /// Talking to the MariaDB/MySQL source failed.
+    #[error(transparent)]
+    MysqlSource(crate::mysql::MysqlSourceError),
     /// A chunk's closing watermark did not come through the replication stream in time.
     #[error(
         "the closing watermark of chunk {0} did not arrive through the replication stream in time; reading the chunk again"
@@ -49,6 +52,7 @@ impl SnapshotError {
             SnapshotError::Sql { source, .. } => source.is_closed(),
             SnapshotError::Refused(_) | SnapshotError::Failed(_) => false,
             SnapshotError::Stalled(_) => true,
+            SnapshotError::MysqlSource(e) => e.is_transient(),
             SnapshotError::Source(e) => !matches!(
                 e,
                 crate::postgres::source::PgSourceError::Decode(

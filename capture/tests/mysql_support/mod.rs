@@ -70,6 +70,7 @@ pub fn config(
         snapshot,
         snapshot_chunk_rows: 1000,
         databases,
+        signal_table: None,
     }
 }
 
