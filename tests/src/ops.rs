@@ -126,6 +126,52 @@ impl ThrowawayPg {
         );
         Self { port, dir }
     }
+
+    /// Replaces `pg_hba.conf` with `lines` and reloads the server.
+    pub fn set_hba(&self, lines: &str) {
+        let data = self.dir.path().join("data");
+        std::fs::write(data.join("pg_hba.conf"), lines).expect("write pg_hba.conf");
+        let out = as_pg(
+            "pg_ctl",
+            &["-D", data.to_str().expect("a UTF-8 temp path"), "reload"],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl reload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `sql` with psql over the server's Unix socket as `ordo` (whatever `pg_hba.conf`
+    /// says for TCP).
+    pub fn psql(&self, sql: &str) {
+        let sock = self.dir.path().to_str().expect("a UTF-8 temp path");
+        let port = self.port.to_string();
+        let out = as_pg(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                sock,
+                "-p",
+                &port,
+                "-U",
+                "ordo",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for ThrowawayPg {

@@ -412,3 +412,48 @@ async fn verify_ca_checks_the_chain_but_not_the_host_name() {
     assert_eq!(code, 2, "verify-ca, wrong CA: {out}");
     assert_has(&out, "source.mysql.tls.ca_file");
 }
+
+/// A PostgreSQL that admits TCP clients by certificate only (`hostssl ... cert`): with
+/// `cert_file` and `key_file`, ordo's SQL and replication sessions both log in and capture;
+/// without them, `ordo check` and `ordo run` name the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_client_certificate_login() {
+    let (certs, pg) = tls_pg().await;
+    pg.set_hba(
+        "local all all trust\n\
+         hostssl all ordo 127.0.0.1/32 cert\n\
+         hostssl replication ordo 127.0.0.1/32 cert\n",
+    );
+    let prefix = unique_name("tlspgcert");
+    let dir = tempfile::tempdir().unwrap();
+    let with_cert = format!(
+        "{{ mode: verify-full, ca_file: \"{}\", cert_file: \"{}\", key_file: \"{}\" }}",
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let yaml = pg_yaml(pg.port, "127.0.0.1", &with_cert, &prefix);
+    let (code, out) = check(dir.path(), &yaml);
+    assert_eq!(code, 0, "ordo check with a client certificate:\n{out}");
+    let daemon = start(&yaml);
+    let commits = format!("{prefix}.commits");
+    wait_for_commits(&commits, 1).await; // the snapshot, read over the SQL session
+    pg.psql("INSERT INTO t VALUES (2, 'b')");
+    wait_for_commits(&commits, 2).await; // streamed over the replication session
+    wait_for_records(&format!("{prefix}.t"), 2).await;
+    daemon.stop().await.unwrap();
+
+    let other = unique_name("tlspgnocert");
+    let without = pg_yaml(
+        pg.port,
+        "127.0.0.1",
+        &tls_yaml("verify-full", Some(&certs.ca)),
+        &other,
+    );
+    let (code, out) = check(dir.path(), &without);
+    assert_eq!(code, 2, "ordo check without a client certificate:\n{out}");
+    assert_has(&out, "certificate");
+    let log = run_fails(dir.path(), &without).await;
+    assert_has(&log, "certificate");
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+}

@@ -88,15 +88,25 @@ async fn authenticate(
             3 => {
                 method = AuthMethod::Cleartext;
                 let password = password(cfg, "a cleartext password")?;
-                frontend::password_message(password.as_bytes(), wire.write_buf())
-                    .map_err(|_| nul_in("password"))?;
+                if password.contains('\0') {
+                    return Err(nul_in("password"));
+                }
+                wire.send_secret(password.len() + 16, |buf| {
+                    frontend::password_message(password.as_bytes(), buf)
+                })
+                .await?;
             }
             5 => {
                 method = AuthMethod::Md5;
                 let password = password(cfg, "an md5 password")?;
-                let hash = md5_hash(cfg.user.as_bytes(), password.as_bytes(), r.salt()?);
-                frontend::password_message(hash.as_bytes(), wire.write_buf())
-                    .map_err(|_| nul_in("password"))?;
+                let mut hash = md5_hash(cfg.user.as_bytes(), password.as_bytes(), r.salt()?);
+                let sent = wire
+                    .send_secret(hash.len() + 16, |buf| {
+                        frontend::password_message(hash.as_bytes(), buf)
+                    })
+                    .await;
+                zeroize::Zeroize::zeroize(&mut hash);
+                sent?;
             }
             10 => {
                 method = AuthMethod::ScramSha256;

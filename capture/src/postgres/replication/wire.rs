@@ -117,6 +117,31 @@ impl Wire {
         &mut self.wbuf
     }
 
+    /// Sends a message that carries a secret (a password or its MD5 hash): whatever is queued
+    /// goes first, then `build` writes the message into a buffer of its own, sized so that it
+    /// never reallocates, which is sent and wiped. The shared write buffer never holds it.
+    pub(crate) async fn send_secret(
+        &mut self,
+        size: usize,
+        build: impl FnOnce(&mut BytesMut) -> io::Result<()>,
+    ) -> Result<(), ReplicationError> {
+        self.flush().await?;
+        let mut buf = BytesMut::with_capacity(size);
+        let built = build(&mut buf);
+        let sent = match built {
+            Ok(()) if buf.len() <= size => self.io.write_all(&buf).await.map_err(io_error),
+            Ok(()) => Err(ReplicationError::Protocol(
+                "an authentication message outgrew its buffer".into(),
+            )),
+            Err(e) => Err(ReplicationError::Protocol(format!(
+                "an authentication message: {e}"
+            ))),
+        };
+        zeroize::Zeroize::zeroize(buf.as_mut());
+        sent?;
+        self.io.flush().await.map_err(io_error)
+    }
+
     /// Sends everything in the write buffer.
     ///
     /// Cancel safe: bytes are removed from the buffer as they are written, so a later call
