@@ -68,3 +68,92 @@ pub fn assert_listing(commits: &[CommitRecord], data: &BTreeMap<String, Vec<Reco
     }
     listed
 }
+
+/// Replays the records of `topic` in commit-stream order, as a consumer applying the stream
+/// would: for each commit record, its listed records of `topic` in op order; a delete removes
+/// the key, anything else sets it. Returns key (the record key as text) -> value.
+pub fn replay(
+    commits: &[CommitRecord],
+    records: &[Record],
+    topic: &str,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut table = BTreeMap::new();
+    for c in commits {
+        let mut recs: Vec<&Record> = Vec::new();
+        for p in c.parts.iter().filter(|p| p.topic == topic) {
+            recs.extend(records.iter().filter(|r| {
+                r.partition == p.partition
+                    && (p.first..=p.last).contains(&r.offset)
+                    && r.header("ordo.txn") == Some(&c.txn)
+            }));
+        }
+        recs.sort_by_key(|r| r.header("ordo.op").and_then(|o| o.parse::<u64>().ok()));
+        for r in recs {
+            let key =
+                String::from_utf8_lossy(r.key.as_deref().expect("a keyed record")).into_owned();
+            match r.header("ordo.optype").expect("ordo.optype") {
+                "d" => {
+                    table.remove(&key);
+                }
+                "c" | "u" | "r" => {
+                    table.insert(key, r.json());
+                }
+                other => panic!("unexpected op {other}"),
+            }
+        }
+    }
+    table
+}
+
+/// The checks every incremental-snapshot run must pass: dense commit records; nothing of the
+/// signal topic published or listed; every data record listed (exactly, when `clean`: no
+/// daemon was killed, so there are no orphans); and the snapshot's `Read`s of `table_topic` in
+/// at least five chunk transactions, each with exactly one commit record (a killed daemon's
+/// last chunk may have none: orphans no consumer sees). `data` holds every record by topic.
+pub fn assert_snapshot_chunks(
+    commits: &[CommitRecord],
+    data: &BTreeMap<String, Vec<Record>>,
+    table_topic: &str,
+    signal_topic: &str,
+    clean: bool,
+) {
+    assert_dense(commits);
+    assert!(
+        data.get(signal_topic).is_none_or(Vec::is_empty),
+        "signal-table rows are never published"
+    );
+    assert!(
+        commits
+            .iter()
+            .all(|c| c.parts.iter().all(|p| p.topic != signal_topic)),
+        "no commit record lists the signal topic"
+    );
+    let listed = assert_listing(commits, data);
+    if clean {
+        let total: usize = data.values().map(Vec::len).sum();
+        assert_eq!(listed, total, "every data record is listed exactly once");
+    }
+    let records = data.get(table_topic).map_or(&[][..], Vec::as_slice);
+    let reads: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r.header("ordo.optype") == Some("r"))
+        .filter_map(|r| r.header("ordo.txn"))
+        .collect();
+    assert!(
+        reads.len() >= 5,
+        "the snapshot ran in chunk transactions: {reads:?}"
+    );
+    for txn in &reads {
+        let n = commits.iter().filter(|c| c.txn == *txn).count();
+        assert!(
+            n == 1 || (n == 0 && !clean),
+            "chunk transaction {txn} has {n} commit records"
+        );
+    }
+    eprintln!(
+        "{} commit records, {} chunk transactions, {} records of {table_topic}",
+        commits.len(),
+        reads.len(),
+        records.len()
+    );
+}

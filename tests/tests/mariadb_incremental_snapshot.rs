@@ -15,7 +15,7 @@ use ordo_capture::resnapshot::signal::SnapshotError;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::{RunningDaemon, spawn_ordo_run, start};
 use ordo_tests::config::{kafka_yaml, mysql_source_yaml};
-use ordo_tests::invariant::{assert_dense, assert_listing, decode_commits};
+use ordo_tests::invariant::{assert_snapshot_chunks, decode_commits, replay};
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{mysql_create_database, stack, unique_name, wait_until};
 use serde_json::Value as Json;
@@ -206,35 +206,6 @@ async fn sync_marker(s: &Setup, id: i64) -> Vec<CommitRecord> {
     .await
 }
 
-/// Replays the records of `topic` in commit-stream order: key -> value.
-fn replay(commits: &[CommitRecord], records: &[Record], topic: &str) -> BTreeMap<String, Json> {
-    let mut table = BTreeMap::new();
-    for c in commits {
-        let mut recs: Vec<&Record> = Vec::new();
-        for p in c.parts.iter().filter(|p| p.topic == topic) {
-            recs.extend(records.iter().filter(|r| {
-                r.partition == p.partition
-                    && (p.first..=p.last).contains(&r.offset)
-                    && r.header("ordo.txn") == Some(&c.txn)
-            }));
-        }
-        recs.sort_by_key(|r| r.header("ordo.op").unwrap().parse::<u64>().unwrap());
-        for r in recs {
-            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
-            match r.header("ordo.optype").unwrap() {
-                "d" => {
-                    table.remove(&key);
-                }
-                "c" | "u" | "r" => {
-                    table.insert(key, r.json());
-                }
-                other => panic!("unexpected op {other}"),
-            }
-        }
-    }
-    table
-}
-
 async fn source_items(db: &str) -> BTreeMap<i64, Json> {
     let rows: Vec<(i64, String, Option<i64>)> = conn(db)
         .await
@@ -270,54 +241,15 @@ async fn run_snapshot(cfg: &ordo_config::Config, table: &str, chunk: u64) -> i64
 
 /// `clean`: no daemon was killed, so no orphan records exist.
 async fn check_result(s: &Setup, commits: &[CommitRecord], clean: bool) {
-    assert_dense(commits);
     let items_topic = format!("{}.items", s.prefix);
     let mut by_topic = BTreeMap::new();
     for t in ["items", "marker", "words", "ordo_signal"] {
         let name = format!("{}.{t}", s.prefix);
         by_topic.insert(name.clone(), topic(name).await);
     }
-    assert!(
-        by_topic[&format!("{}.ordo_signal", s.prefix)].is_empty(),
-        "signal-table rows are never published"
-    );
-    assert!(
-        commits
-            .iter()
-            .all(|c| c.parts.iter().all(|p| !p.topic.ends_with(".ordo_signal"))),
-        "no commit record lists a signal topic"
-    );
-    let listed = assert_listing(commits, &by_topic);
-    if clean {
-        let total: usize = by_topic.values().map(Vec::len).sum();
-        assert_eq!(listed, total, "every data record is listed exactly once");
-    }
-    let items = &by_topic[&items_topic];
-    let reads: BTreeSet<&str> = items
-        .iter()
-        .filter(|r| r.header("ordo.optype") == Some("r"))
-        .filter_map(|r| r.header("ordo.txn"))
-        .collect();
-    assert!(
-        reads.len() >= 5,
-        "the snapshot ran in chunk transactions: {reads:?}"
-    );
-    for txn in &reads {
-        // A killed daemon leaves the records of its last chunk without a commit record
-        // (orphans, which consumers never see); every other chunk has exactly one.
-        let n = commits.iter().filter(|c| c.txn == *txn).count();
-        assert!(
-            n == 1 || (n == 0 && !clean),
-            "chunk transaction {txn} has {n} commit records"
-        );
-    }
-    eprintln!(
-        "{} commit records, {} chunk transactions, {} item records",
-        commits.len(),
-        reads.len(),
-        items.len()
-    );
-    let replayed = by_id(replay(commits, items, &items_topic));
+    let signal_topic = format!("{}.ordo_signal", s.prefix);
+    assert_snapshot_chunks(commits, &by_topic, &items_topic, &signal_topic, clean);
+    let replayed = by_id(replay(commits, &by_topic[&items_topic], &items_topic));
     let want = source_items(&s.db).await;
     assert_eq!(replayed.len(), want.len(), "row count");
     assert_eq!(replayed, want, "replaying the topic rebuilds the table");

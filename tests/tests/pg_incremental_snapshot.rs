@@ -3,7 +3,7 @@
 //! commit-stream order rebuilds exactly the table. Refusals name their reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use ordo_capture::resnapshot::signal::SnapshotError;
 use ordo_tcc::commit_stream::CommitRecord;
 use ordo_tests::capture::{RunningDaemon, spawn_ordo_run, start};
 use ordo_tests::config::{kafka_yaml, pg_source_yaml};
-use ordo_tests::invariant::{assert_dense, assert_listing, decode_commits};
+use ordo_tests::invariant::{assert_snapshot_chunks, decode_commits, replay};
 use ordo_tests::kafka::{Record, read_all};
 use ordo_tests::stack::{
     pg_connect, pg_create_database, pg_wait_for_slot, unique_name, wait_until,
@@ -138,36 +138,6 @@ async fn topic(name: String) -> Vec<Record> {
         .unwrap()
 }
 
-/// Replays `items` records in commit-stream order: key `id` -> value.
-fn replay(commits: &[CommitRecord], items: &[Record], topic: &str) -> BTreeMap<i64, Json> {
-    let mut table = BTreeMap::new();
-    for c in commits {
-        let mut recs: Vec<&Record> = Vec::new();
-        for p in c.parts.iter().filter(|p| p.topic == topic) {
-            recs.extend(items.iter().filter(|r| {
-                r.partition == p.partition
-                    && (p.first..=p.last).contains(&r.offset)
-                    && r.header("ordo.txn") == Some(&c.txn)
-            }));
-        }
-        recs.sort_by_key(|r| r.header("ordo.op").unwrap().parse::<u64>().unwrap());
-        for r in recs {
-            let key: Json = serde_json::from_slice(r.key.as_deref().unwrap()).unwrap();
-            let id = key["id"].as_i64().unwrap();
-            match r.header("ordo.optype").unwrap() {
-                "d" => {
-                    table.remove(&id);
-                }
-                "c" | "u" | "r" => {
-                    table.insert(id, r.json());
-                }
-                other => panic!("unexpected op {other}"),
-            }
-        }
-    }
-    table
-}
-
 async fn source_rows(url: &str) -> BTreeMap<i64, Json> {
     let c = pg_connect(url).await;
     c.query("SELECT id, val, n FROM items", &[])
@@ -206,58 +176,21 @@ fn start_writers(url: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHand
 
 /// `clean`: no daemon was killed, so no orphan records exist.
 async fn check_result(s: &Setup, commits: &[CommitRecord], clean: bool) {
-    assert_dense(commits);
     let items_topic = format!("{}.items", s.prefix);
     let mut by_topic = BTreeMap::new();
     for t in ["items", "marker", "signal"] {
         let name = format!("{}.{t}", s.prefix);
         by_topic.insert(name.clone(), topic(name).await);
     }
-    assert!(
-        by_topic[&format!("{}.signal", s.prefix)].is_empty(),
-        "signal-table rows are never published"
-    );
-    assert!(
-        commits
-            .iter()
-            .all(|c| c.parts.iter().all(|p| !p.topic.ends_with(".signal"))),
-        "no commit record lists a signal topic"
-    );
-    let listed = assert_listing(commits, &by_topic);
-    if clean {
-        let total: usize = by_topic.values().map(Vec::len).sum();
-        assert_eq!(listed, total, "every data record is listed exactly once");
-    }
-    let items = &by_topic[&items_topic];
-    let reads: BTreeSet<&str> = items
-        .iter()
-        .filter(|r| r.header("ordo.optype") == Some("r"))
-        .filter_map(|r| r.header("ordo.txn"))
+    let signal_topic = format!("{}.signal", s.prefix);
+    assert_snapshot_chunks(commits, &by_topic, &items_topic, &signal_topic, clean);
+    let replayed: BTreeMap<i64, Json> = replay(commits, &by_topic[&items_topic], &items_topic)
+        .into_iter()
+        .map(|(k, v)| {
+            let key: Json = serde_json::from_str(&k).unwrap();
+            (key["id"].as_i64().unwrap(), v)
+        })
         .collect();
-    assert!(
-        reads.len() >= 5,
-        "the snapshot ran in chunk transactions: {reads:?}"
-    );
-    for txn in &reads {
-        // A killed daemon leaves the records of its last chunk without a commit record
-        // (orphans, which consumers never see); every other chunk has exactly one.
-        let n = commits.iter().filter(|c| c.txn == *txn).count();
-        assert!(
-            n == 1 || (n == 0 && !clean),
-            "chunk transaction {txn} has {n} commit records"
-        );
-    }
-    let read_rows = items
-        .iter()
-        .filter(|r| r.header("ordo.optype") == Some("r"))
-        .count();
-    eprintln!(
-        "{} commit records, {} chunk transactions, {read_rows} read records, {} item records",
-        commits.len(),
-        reads.len(),
-        items.len()
-    );
-    let replayed = replay(commits, items, &items_topic);
     let want = source_rows(&s.url).await;
     assert_eq!(replayed.len(), want.len(), "row count");
     assert_eq!(replayed, want, "replaying the topic rebuilds the table");
