@@ -88,7 +88,9 @@ enum Command {
     /// Snapshot one table again while `ordo run` keeps streaming (incremental, chunked by
     /// primary key); follows the daemon's progress until the snapshot is done.
     ///
-    /// Example: ordo snapshot --config ordo.yaml --table public.orders --chunk-size 5000
+    /// Examples: ordo snapshot --config ordo.yaml --table public.orders --chunk-size 5000
+    /// (PostgreSQL, schema.table); ordo snapshot --config ordo.yaml --table shop.orders
+    /// (MariaDB, database.table). The source needs a `signal_table`.
     Snapshot(crate::resnapshot::command::SnapshotArgs),
     /// Print transactions from the commit stream, in source order, as they arrive.
     ///

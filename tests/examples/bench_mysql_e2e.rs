@@ -19,24 +19,6 @@ use mysql_async::prelude::Queryable;
 use ordo_tests::kafka::high_watermark;
 use ordo_tests::stack::{mysql_create_database, stack, unique_name};
 
-fn build_ordo(root: &Path) -> std::path::PathBuf {
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    root.join("target/release/ordo")
-}
-
 fn spawn(ordo: &Path, config: &Path) -> Child {
     Command::new(ordo)
         .args(["run", "--config"])
@@ -96,8 +78,7 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let txns = rows / 100;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ordo = build_ordo(&root);
+    let ordo = ordo_tests::capture::release_ordo_binary();
     let s = stack();
     let db = mysql_create_database("bench").await;
     let name = unique_name("mybench");

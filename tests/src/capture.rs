@@ -82,6 +82,63 @@ pub fn spawn_ordo_run(config: &std::path::Path, log: &std::path::Path) -> std::p
         .expect("start ordo")
 }
 
+/// `cargo` as a shell would start it: without the variables cargo sets for the programs it
+/// runs (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, `CARGO_BIN_*`, `LD_LIBRARY_PATH` with the target
+/// directories...). Build scripts watch some of them, so a build started with them would
+/// rebuild native dependencies (`ring`, and all above it), and the next build from a shell
+/// would rebuild them again.
+pub fn cargo() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "LD_LIBRARY_PATH",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
+/// The release `ordo` for benchmarks: `$ORDO_RELEASE_BIN` when set (`scripts/bench` builds it
+/// once), else built now (`cargo build --release -p ordo-capture --bin ordo`).
+pub fn release_ordo_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("ORDO_RELEASE_BIN") {
+        return bin.into();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = cargo()
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "ordo-capture",
+            "--bin",
+            "ordo",
+        ])
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build for the release ordo binary");
+    assert!(status.success(), "building the release ordo binary failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    target.join("release").join("ordo")
+}
+
 /// The `ordo` binary: `$ORDO_BIN` when set (`scripts/test` points it at the binary its own
 /// `cargo test --no-run` built, so no second build with other features happens), else built on
 /// first use (`cargo build -p ordo-capture --bin ordo`).
@@ -98,7 +155,7 @@ pub fn ordo_binary() -> std::path::PathBuf {
             return bin;
         }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = std::process::Command::new(env!("CARGO"))
+        let status = cargo()
             .args(["build", "-q", "-p", "ordo-capture", "--bin", "ordo"])
             .current_dir(&root)
             .status()

@@ -2,31 +2,15 @@
 //! the daemon's config for it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ordo_tests::stack::stack;
 
 /// The standard benchmark table (6 mixed-type columns).
 pub(crate) const BENCH_TABLE: &str = "CREATE TABLE bench (id bigint PRIMARY KEY, n int, payload text, created_at timestamptz, amount numeric(12,2), flag bool)";
 
-/// Build the release `ordo` (a no-op when it is current) and return its path.
+/// The release `ordo` (see [`ordo_tests::capture::release_ordo_binary`]).
 pub(crate) fn release_ordo() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let ok = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    root.join("target/release/ordo")
+    ordo_tests::capture::release_ordo_binary()
 }
 
 /// The daemon's config: `public.bench` of `db` through the JSON KCOP to `<name>.bench` (4
