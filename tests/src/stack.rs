@@ -222,8 +222,10 @@ where
     }
 }
 
-/// Waits up to 60 s until the replication slot `slot` exists on the server `c` is connected
-/// to: a daemon with `snapshot: never` captures the changes made after that.
+/// Waits up to 60 s until a daemon streams from the replication slot `slot` on the server `c`
+/// is connected to: a daemon with `snapshot: never` captures the changes made after that.
+/// (A slot shows in `pg_replication_slots` while it is still being created, before its
+/// consistent point: a transaction committed then is not decoded. `active` comes after.)
 pub async fn pg_wait_for_slot(c: &tokio_postgres::Client, slot: &str) {
     wait_until(
         &format!("the replication slot {slot}"),
@@ -231,7 +233,7 @@ pub async fn pg_wait_for_slot(c: &tokio_postgres::Client, slot: &str) {
         || async move {
             let rows = c
                 .query(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
                     &[&slot],
                 )
                 .await
