@@ -113,59 +113,47 @@ pub fn cargo() -> std::process::Command {
     cmd
 }
 
-/// The release `ordo` for benchmarks: `$ORDO_RELEASE_BIN` when set (`scripts/bench` builds it
-/// once), else built now (`cargo build --release -p ordo-capture --bin ordo`).
-pub fn release_ordo_binary() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("ORDO_RELEASE_BIN") {
-        return bin.into();
+/// The `ordo` binary of `profile` (`debug` or `release`): the path in the environment variable
+/// `var` when it is set, else built now with `cargo build -p ordo-capture --bin ordo`.
+fn built_ordo(var: &str, profile: &str) -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os(var) {
+        let bin = std::path::PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "{var}={} is not a file: build it (cargo build --profile {profile} -p ordo-capture --bin ordo) or unset {var}",
+            bin.display()
+        );
+        return bin;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo_profile = if profile == "debug" { "dev" } else { profile };
     let status = cargo()
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "ordo-capture",
-            "--bin",
-            "ordo",
-        ])
+        .args(["build", "-q", "--profile", cargo_profile])
+        .args(["-p", "ordo-capture", "--bin", "ordo"])
         .current_dir(&root)
         .status()
-        .expect("run cargo build for the release ordo binary");
-    assert!(status.success(), "building the release ordo binary failed");
+        .expect("run cargo build for the ordo binary");
+    assert!(
+        status.success(),
+        "building the {profile} ordo binary failed"
+    );
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    target.join("release").join("ordo")
+    target.join(profile).join("ordo")
+}
+
+/// The release `ordo` for benchmarks: `$ORDO_RELEASE_BIN` when set (`scripts/bench` builds it
+/// once), else built now.
+pub fn release_ordo_binary() -> std::path::PathBuf {
+    built_ordo("ORDO_RELEASE_BIN", "release")
 }
 
 /// The `ordo` binary: `$ORDO_BIN` when set (`scripts/test` points it at the binary its own
 /// `cargo test --no-run` built, so no second build with other features happens), else built on
-/// first use (`cargo build -p ordo-capture --bin ordo`).
+/// first use.
 pub fn ordo_binary() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("ORDO_BIN") {
-            let bin = std::path::PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "ORDO_BIN={} is not a file: build it (cargo build -p ordo-capture --bin ordo) or unset ORDO_BIN",
-                bin.display()
-            );
-            return bin;
-        }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = cargo()
-            .args(["build", "-q", "-p", "ordo-capture", "--bin", "ordo"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build for the ordo binary");
-        assert!(status.success(), "building the ordo binary failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-        target.join("debug").join("ordo")
-    })
-    .clone()
+    BIN.get_or_init(|| built_ordo("ORDO_BIN", "debug")).clone()
 }
 
 /// After a fault run: waits (up to 120 s) until the commit topic holds `expected` records,
